@@ -1,0 +1,199 @@
+"""The Hamiltonian object: sparse real-space blocks H_ij(R), S_ij(R) and their Bloch sums.
+
+Conventions (DeepH / DeepH-dock):
+
+* ``H_ij(R) = <phi_i(r - tau_i) | H | phi_j(r - tau_j - R)>`` with R an integer lattice vector
+  (R1, R2, R3) in units of the cell vectors, i, j 0-based atom indices in the home cell.
+* Bloch sum with fractional k in the reciprocal basis, lattice gauge (no atomic positions):
+  ``H(k) = sum_R H(R) exp(2 pi i k.R)``.  Hermiticity means ``H_ji(-R) = H_ij(R)^T``.
+* Energies in eV; S dimensionless; orbital order within an atom is uniham's (see :mod:`uniham.basis`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+from ase import Atoms
+
+from uniham.basis import OrbitalBasis
+from uniham.errors import UnihamError
+
+Key = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j)
+
+
+@dataclass
+class Hamiltonian:
+    """Real-space Hamiltonian and overlap blocks of one structure.
+
+    atoms: the structure (Angstrom). basis: OrbitalBasis per chemical symbol.
+    H: {(R1,R2,R3,i,j): (n_i, n_j) array, eV}. S: same keys (subset allowed), None = orthogonal basis.
+    """
+
+    atoms: Atoms
+    basis: dict[str, OrbitalBasis]
+    H: dict[Key, np.ndarray]
+    S: dict[Key, np.ndarray] | None
+    fermi_level: float | None = None
+    n_electrons: float | None = None
+    spinful: bool = False
+    provenance: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- orbitals
+    def atom_basis(self, i: int) -> OrbitalBasis:
+        return self.basis[self.atoms[i].symbol]
+
+    @property
+    def orbital_offsets(self) -> np.ndarray:
+        """(n_atoms+1,) start of each atom's orbitals in the full matrix."""
+        sizes = [self.atom_basis(i).dim for i in range(len(self.atoms))]
+        return np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    @property
+    def norb(self) -> int:
+        return int(self.orbital_offsets[-1])
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> None:
+        """Shapes of every block against the basis; raises UnihamError."""
+        off = self.orbital_offsets
+        n_atoms = len(self.atoms)
+        for name, blocks in (("H", self.H), ("S", self.S or {})):
+            for key, blk in blocks.items():
+                i, j = key[3], key[4]
+                if not (0 <= i < n_atoms and 0 <= j < n_atoms):
+                    raise UnihamError(f"{name} block {key} names an atom outside 0..{n_atoms - 1}")
+                want = (off[i + 1] - off[i], off[j + 1] - off[j])
+                if blk.shape != want:
+                    raise UnihamError(f"{name} block {key} has shape {blk.shape}, basis says {want}")
+                if not np.all(np.isfinite(blk)):
+                    raise UnihamError(f"{name} block {key} contains NaN or infinite values")
+
+    def hermiticity_error(self, which: str = "H") -> float:
+        """max |M_ij(R) - M_ji(-R)^T| over all stored blocks (a missing partner counts as zero)."""
+        blocks = self.H if which == "H" else (self.S or {})
+        err = 0.0
+        for (r1, r2, r3, i, j), blk in blocks.items():
+            partner = blocks.get((-r1, -r2, -r3, j, i))
+            other = np.zeros_like(blk) if partner is None else partner.T
+            err = max(err, float(np.max(np.abs(blk - other), initial=0.0)))
+        return err
+
+    def complete_hermitian(self) -> None:
+        """Add M_ji(-R) = M_ij(R)^T wherever only one of the pair is stored (half-stored files)."""
+        for blocks in (self.H, self.S if self.S is not None else {}):
+            for (r1, r2, r3, i, j), blk in list(blocks.items()):
+                blocks.setdefault((-r1, -r2, -r3, j, i), blk.T.copy())
+
+    # ----------------------------------------------------------------- real space -> k space
+    def _stacked(self, which: str) -> tuple[np.ndarray, list[sp.csr_matrix]]:
+        cache = self.__dict__.setdefault("_cache", {})
+        if which in cache:
+            return cache[which]
+        blocks = self.H if which == "H" else self.S
+        off = self.orbital_offsets
+        by_r: dict[tuple[int, int, int], list] = {}
+        for (r1, r2, r3, i, j), blk in blocks.items():
+            rows, cols = np.meshgrid(np.arange(off[i], off[i + 1]), np.arange(off[j], off[j + 1]), indexing="ij")
+            by_r.setdefault((r1, r2, r3), []).append((rows.ravel(), cols.ravel(), blk.ravel()))
+        rs = np.array(sorted(by_r), dtype=int).reshape(-1, 3)
+        mats = []
+        n = self.norb
+        for r in map(tuple, rs):
+            parts = by_r[r]
+            rows = np.concatenate([p[0] for p in parts])
+            cols = np.concatenate([p[1] for p in parts])
+            vals = np.concatenate([p[2] for p in parts]).astype(float)
+            mats.append(sp.csr_matrix((vals, (rows, cols)), shape=(n, n)))
+        cache[which] = (rs, mats)
+        return rs, mats
+
+    def invalidate_cache(self) -> None:
+        self.__dict__.pop("_cache", None)
+
+    def _bloch(self, which: str, k, sparse: bool):
+        k = np.asarray(k, dtype=float).reshape(3)
+        if which == "S" and self.S is None:
+            eye = sp.identity(self.norb, dtype=complex, format="csr")
+            return eye if sparse else eye.toarray()
+        rs, mats = self._stacked(which)
+        phases = np.exp(2j * np.pi * rs @ k)
+        if sparse:
+            out = sp.csr_matrix((self.norb, self.norb), dtype=complex)
+            for ph, m in zip(phases, mats):
+                out = out + ph * m
+            return out
+        out = np.zeros((self.norb, self.norb), dtype=complex)
+        for ph, m in zip(phases, mats):
+            out += ph * m.toarray()
+        return out
+
+    def Hk(self, k, sparse: bool = False):
+        """H(k) = sum_R H(R) e^{2 pi i k.R}; k fractional (3,). (norb, norb) complex, eV."""
+        return self._bloch("H", k, sparse)
+
+    def Sk(self, k, sparse: bool = False):
+        """S(k) = sum_R S(R) e^{2 pi i k.R}; identity for an orthogonal basis."""
+        return self._bloch("S", k, sparse)
+
+    def eigh(self, k, vectors: bool = False):
+        """Solve H(k) c = e S(k) c. Returns eigenvalues (norb,) in eV (and eigenvectors)."""
+        h = self.Hk(k)
+        s = self.Sk(k)
+        h = 0.5 * (h + h.conj().T)
+        s = 0.5 * (s + s.conj().T)
+        try:
+            return scipy.linalg.eigh(h, s, eigvals_only=not vectors)
+        except np.linalg.LinAlgError:
+            raise UnihamError(f"overlap S(k) is not positive definite at k={list(np.round(k, 6))}") from None
+
+    def eigenvalues(self, kpts, progress: bool = False) -> np.ndarray:
+        """(nk, norb) eigenvalues in eV for fractional k-points (nk, 3)."""
+        from tqdm import tqdm
+
+        kpts = np.atleast_2d(np.asarray(kpts, dtype=float))
+        it = tqdm(kpts, desc="diagonalizing", unit="k", disable=not progress, leave=False)
+        return np.array([self.eigh(k) for k in it])
+
+    # ----------------------------------------------------------------- transforms
+    def transformed(self, u_per_atom: list[np.ndarray]) -> "Hamiltonian":
+        """Blocks U_i M_ij U_j^T for per-atom orthogonal matrices (basis change / rotation)."""
+        def tr(blocks):
+            return {key: u_per_atom[key[3]] @ b @ u_per_atom[key[4]].T for key, b in blocks.items()}
+
+        return Hamiltonian(self.atoms.copy(), dict(self.basis), tr(self.H), None if self.S is None else tr(self.S),
+                           self.fermi_level, self.n_electrons, self.spinful, dict(self.provenance))
+
+    def shifted(self, delta_ev: float) -> "Hamiltonian":
+        """H + delta*S: the same physics with the energy zero moved by -delta (gauge shift)."""
+        if self.S is None:
+            raise UnihamError("cannot shift the energy zero of an orthogonal-basis Hamiltonian without S")
+        h = {k: v.copy() for k, v in self.H.items()}
+        for key, s in self.S.items():
+            h[key] = h.get(key, np.zeros_like(s)) + delta_ev * s
+        ef = None if self.fermi_level is None else self.fermi_level + delta_ev
+        return Hamiltonian(self.atoms.copy(), dict(self.basis), h, self.S, ef, self.n_electrons,
+                           self.spinful, dict(self.provenance))
+
+    def max_abs_difference(self, other: "Hamiltonian", which: str = "H") -> float:
+        """max over all blocks |self - other|; a block missing on one side counts as zero."""
+        a = self.H if which == "H" else (self.S or {})
+        b = other.H if which == "H" else (other.S or {})
+        err = 0.0
+        for key in set(a) | set(b):
+            x, y = a.get(key), b.get(key)
+            if x is None:
+                x = np.zeros_like(y)
+            if y is None:
+                y = np.zeros_like(x)
+            if x.shape != y.shape:
+                return float("inf")
+            err = max(err, float(np.max(np.abs(x - y), initial=0.0)))
+        return err
+
+    def summary(self) -> str:
+        rs = {k[:3] for k in self.H}
+        return (f"{self.atoms.get_chemical_formula()}: {len(self.atoms)} atoms, {self.norb} orbitals, "
+                f"{len(self.H)} H blocks over {len(rs)} lattice vectors, "
+                f"E_F = {self.fermi_level if self.fermi_level is not None else 'unknown'} eV")
