@@ -15,6 +15,7 @@ import numpy as np
 from uniham.basis import OrbitalBasis, code_to_uniham_basis
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
+from uniham.io._blocks import split_into_blocks
 
 
 def _sile(path: Path):
@@ -124,25 +125,8 @@ def _sisl_shifted(path: Path, sile) -> bool:
 
 
 def _blocks(coo, geom, u, no) -> dict:
-    sc_off = geom.lattice.sc_off
-    firsto = geom.firsto
-    atom_of = np.searchsorted(firsto, np.arange(no), side="right") - 1
-    rows, cols, vals = coo.row, coo.col, coo.data
-    isc, jo = np.divmod(cols, no)
-    ia, ja = atom_of[rows], atom_of[jo]
-    out: dict = {}
-    keys = np.column_stack([sc_off[isc], ia, ja])
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    for n, key in enumerate(uniq):
-        sel = order[bounds[n]:bounds[n + 1]]
-        i, j = int(key[3]), int(key[4])
-        blk = np.zeros((firsto[i + 1] - firsto[i], firsto[j + 1] - firsto[j]))
-        blk[rows[sel] - firsto[i], jo[sel] - firsto[j]] = vals[sel]
-        out[tuple(int(x) for x in key)] = u[i] @ blk @ u[j].T
-    return out
+    isc, jo = np.divmod(coo.col, no)
+    return split_into_blocks(coo.row, jo, coo.data, geom.lattice.sc_off[isc], np.asarray(geom.firsto), u)
 
 
 def read_siesta_eigenvalues(eig_path, kp_path, cell_ang: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
