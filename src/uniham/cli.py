@@ -1,0 +1,201 @@
+"""The ``uniham`` command: thin wrappers over the library. Errors are one line and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from uniham.errors import UnihamError
+
+
+def _kmesh(text: str):
+    if text == "auto":
+        return None
+    try:
+        vals = tuple(int(x) for x in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UnihamError(f"k-mesh {text!r}: expected 'auto' or N1,N2,N3") from None
+    if len(vals) != 3 or min(vals) < 1:
+        raise UnihamError(f"k-mesh {text!r}: expected three positive integers")
+    return vals
+
+
+# ------------------------------------------------------------------------------------ convert
+def cmd_convert(args) -> None:
+    from uniham.io import read_hamiltonian, write_hamiltonian
+
+    ham = read_hamiltonian(args.src, args.src_format)
+    fmt = args.to
+    if fmt is None:
+        fmt = "deeph-legacy" if "legacy" in Path(args.dst).name.lower() else "deeph-dock"
+    write_hamiltonian(ham, args.dst, fmt)
+    print(f"{ham.summary()}\nwritten as {fmt} to {args.dst}")
+
+
+# ------------------------------------------------------------------------------------ bands
+def cmd_bands(args) -> None:
+    from uniham.io import read_hamiltonian
+    from uniham.properties.bands import bands_result, plot_bands, resolve_fermi
+    from uniham.properties.kpath import auto_labels, build_path, parse_kpath, read_kpoints_file
+
+    ham = read_hamiltonian(args.src, args.src_format)
+    if args.kpoints:
+        kpts = read_kpoints_file(args.kpoints)
+        labels: list = []
+    else:
+        segs = auto_labels(ham.atoms) if args.kpath == "auto" else parse_kpath(args.kpath)
+        kpts, labels = build_path(ham.atoms, segs, args.npoints)
+    fermi, how = resolve_fermi(ham, _kmesh(args.fermi_kmesh), progress=True)
+    result = bands_result(ham, kpts, labels, fermi, progress=True)
+    result["fermi_level_source"] = how
+    if args.json:
+        Path(args.json).write_text(json.dumps(result))
+    if args.plot:
+        plot_bands(result, kpts @ (2 * np.pi * ham.atoms.cell.reciprocal()), args.plot, ham.atoms.get_chemical_formula())
+    gap = result.get("gap")
+    print(ham.summary())
+    print(f"{len(kpts)} k-points; E_F = {fermi if fermi is not None else 'unknown'} eV ({how})")
+    if gap:
+        print(f"band gap {gap['gap_eV']:.4f} eV (direct {gap['direct_gap_eV']:.4f} eV)" if gap["gap_eV"] > 0 else "metal (bands cross E_F)")
+    for what, path in (("JSON", args.json), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+
+
+# ------------------------------------------------------------------------------------ dos
+def cmd_dos(args) -> None:
+    from uniham.io import read_hamiltonian
+    from uniham.properties.bands import gaussian_dos, mesh_eigenvalues, plot_dos
+    from uniham.properties.electrons import fermi_level
+
+    ham = read_hamiltonian(args.src, args.src_format)
+    k, eigs = mesh_eigenvalues(ham, _kmesh(args.kmesh), progress=True)
+    w = np.ones(len(k))
+    fermi = fermi_level(eigs, w, ham.n_electrons) if ham.n_electrons else ham.fermi_level
+    lo = eigs.min() - 5 * args.broadening if args.emin is None else args.emin
+    hi = eigs.max() + 5 * args.broadening if args.emax is None else args.emax
+    energies = np.arange(lo, hi, args.step)
+    dos = gaussian_dos(eigs, w, energies, args.broadening)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"energies_eV": energies.tolist(), "dos_per_eV": dos.tolist(),
+                                               "fermi_level_eV": fermi, "kmesh_size": len(k),
+                                               "broadening_eV": args.broadening}))
+    if args.plot:
+        plot_dos(energies, dos, fermi, args.plot, ham.atoms.get_chemical_formula())
+    print(ham.summary())
+    print(f"DOS on {len(k)} k-points, Gaussian broadening {args.broadening} eV; E_F = {fermi} eV")
+    for what, path in (("JSON", args.json), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+
+
+# ------------------------------------------------------------------------------------ dft
+def cmd_dft(args) -> None:
+    from uniham.dft.pyscf_engine import DFTSettings, run_dft
+    from uniham.io import write_hamiltonian
+    from uniham.structure import read_structure
+
+    atoms = read_structure(args.structure)
+    settings = DFTSettings(basis=args.basis, xc=args.xc, kmesh=_kmesh(args.kmesh), cutoff=args.cutoff,
+                           interp_mesh=_kmesh(args.interp_kmesh), smearing=args.smearing,
+                           ke_cutoff=args.ke_cutoff, density_fit=args.df)
+    ham = run_dft(atoms, settings, progress=True)
+    write_hamiltonian(ham, args.output, "deeph-dock")
+    p = ham.provenance
+    print(ham.summary())
+    print(f"SCF converged in {p['scf']['cycles']} cycles, E_tot = {p['scf']['energy_eV']:.6f} eV; "
+          f"truncation error of bands (E <= E_F + 5 eV) = {p['truncation']['max_band_error_meV']:.3f} meV; "
+          f"wall {p['timing']['total_s']:.1f} s")
+    print(f"written to {args.output}")
+
+
+# ------------------------------------------------------------------------------------ info
+def cmd_info(args) -> None:
+    from uniham.io import read_hamiltonian
+
+    ham = read_hamiltonian(args.src, args.src_format)
+    print(ham.summary())
+    print("basis: " + ", ".join(f"{el} {b} ({b.dim} orbitals)" for el, b in ham.basis.items()))
+    print(f"hermiticity error: H {ham.hermiticity_error('H'):.2e} eV, S {ham.hermiticity_error('S'):.2e}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from uniham import __version__
+    from uniham.io import READ_FORMATS, WRITE_FORMATS
+
+    p = argparse.ArgumentParser(prog="uniham", description="Universal DFT Hamiltonians: DFT data, formats, bands.")
+    p.add_argument("--version", action="version", version=f"uniham {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress of the library")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a Hamiltonian between formats")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--from", dest="src_format", choices=READ_FORMATS)
+    c.add_argument("--to", choices=WRITE_FORMATS)
+    c.set_defaults(func=cmd_convert)
+
+    b = sub.add_parser("bands", help="band structure of any readable Hamiltonian")
+    b.add_argument("src")
+    b.add_argument("--from", dest="src_format", choices=READ_FORMATS)
+    b.add_argument("--kpath", default="auto", help='"auto" (seekpath) or labels, e.g. "G X W L G"')
+    b.add_argument("--kpoints", help="file with one fractional k-point per line (input cell's reciprocal basis)")
+    b.add_argument("--npoints", type=int, default=120)
+    b.add_argument("--fermi-kmesh", default="auto", help="mesh for E_F by electron counting (auto or N1,N2,N3)")
+    b.add_argument("--json")
+    b.add_argument("--plot")
+    b.set_defaults(func=cmd_bands)
+
+    d = sub.add_parser("dos", help="density of states on a k-mesh")
+    d.add_argument("src")
+    d.add_argument("--from", dest="src_format", choices=READ_FORMATS)
+    d.add_argument("--kmesh", default="auto")
+    d.add_argument("--broadening", type=float, default=0.1, help="Gaussian sigma, eV")
+    d.add_argument("--step", type=float, default=0.01, help="energy step, eV")
+    d.add_argument("--emin", type=float)
+    d.add_argument("--emax", type=float)
+    d.add_argument("--json")
+    d.add_argument("--plot")
+    d.set_defaults(func=cmd_dos)
+
+    f = sub.add_parser("dft", help="PySCF Kohn-Sham DFT -> H(R), S(R) as a DeepH-dock folder")
+    f.add_argument("structure")
+    f.add_argument("-o", "--output", required=True)
+    f.add_argument("--basis", default="gth-szv", help="gth-szv, gth-dzvp, gth-dzvp-molopt-sr, ...")
+    f.add_argument("--xc", default="pbe")
+    f.add_argument("--kmesh", default="auto", help="SCF k-mesh: auto or N1,N2,N3")
+    f.add_argument("--interp-kmesh", default="auto", help="k-mesh whose H(k) is Fourier transformed to H(R)")
+    f.add_argument("--cutoff", type=float, default=None, help="keep blocks with atom distance <= cutoff (A)")
+    f.add_argument("--smearing", type=float, default=0.0, help="Fermi-Dirac smearing, eV (metals)")
+    f.add_argument("--ke-cutoff", type=float, default=None, help="plane-wave cutoff for the density, eV")
+    f.add_argument("--df", default="fft", choices=["fft", "multigrid"], help="PySCF density fitting")
+    f.set_defaults(func=cmd_dft)
+
+    i = sub.add_parser("info", help="summary of a Hamiltonian file or folder")
+    i.add_argument("src")
+    i.add_argument("--from", dest="src_format", choices=READ_FORMATS)
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        args.func(args)
+    except UnihamError as exc:
+        print(f"uniham: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("uniham: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

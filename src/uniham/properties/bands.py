@@ -1,0 +1,101 @@
+"""Band structures and densities of states from any :class:`~uniham.hamiltonian.Hamiltonian`."""
+from __future__ import annotations
+
+import numpy as np
+
+from uniham.errors import UnihamError
+from uniham.hamiltonian import Hamiltonian
+from uniham.properties.electrons import band_gap, fermi_level
+from uniham.properties.kpath import auto_mesh, monkhorst_pack
+
+
+def mesh_eigenvalues(ham: Hamiltonian, mesh=None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues on a Gamma-centred mesh: (kpts (nk,3), eigs (nk,nb) eV)."""
+    mesh = mesh or auto_mesh(ham.atoms)
+    k = monkhorst_pack(mesh)
+    return k, ham.eigenvalues(k, progress=progress)
+
+
+def resolve_fermi(ham: Hamiltonian, mesh=None, progress: bool = False) -> tuple[float | None, str]:
+    """E_F by electron counting on a mesh when the electron count is known, else the file's value."""
+    if ham.n_electrons:
+        k, e = mesh_eigenvalues(ham, mesh, progress)
+        return fermi_level(e, np.ones(len(k)), ham.n_electrons), "electron counting"
+    if ham.fermi_level is not None:
+        return float(ham.fermi_level), "from file"
+    return None, "unknown"
+
+
+def bands_result(ham: Hamiltonian, kpts: np.ndarray, labels: list, fermi: float | None, progress: bool = False) -> dict:
+    eigs = ham.eigenvalues(kpts, progress=progress)
+    out = {
+        "kpoints_frac": np.asarray(kpts).tolist(),
+        "labels": labels,
+        "energies_eV": eigs.tolist(),
+        "fermi_level_eV": fermi,
+    }
+    if fermi is not None:
+        out["gap"] = band_gap(eigs, fermi)
+    return out
+
+
+def gaussian_dos(eigs: np.ndarray, weights: np.ndarray, energies: np.ndarray, sigma: float) -> np.ndarray:
+    """DOS (states/eV per cell, spin-degenerate factor 2) with Gaussian broadening sigma (eV)."""
+    if sigma <= 0:
+        raise UnihamError("broadening must be positive")
+    w = np.asarray(weights) / np.sum(weights)
+    out = np.zeros_like(energies, dtype=float)
+    norm = 2.0 / (np.sqrt(2 * np.pi) * sigma)
+    for wk, ek in zip(w, eigs):
+        out += wk * norm * np.exp(-0.5 * ((energies[:, None] - ek[None, :]) / sigma) ** 2).sum(axis=1)
+    return out
+
+
+def plot_bands(result: dict, kpts_cart: np.ndarray, path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dx = np.linalg.norm(np.diff(kpts_cart, axis=0), axis=1)
+    idx = [i for i, _ in result["labels"]]
+    for a, b in zip(idx[:-1], idx[1:]):
+        if b == a + 1 and a < len(dx):  # path break ("U|K"): no distance between the two points
+            dx[a] = 0.0
+    x = np.concatenate([[0], np.cumsum(dx)])
+    e = np.array(result["energies_eV"])
+    ef = result["fermi_level_eV"]
+    ref = ef if ef is not None else 0.0
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(x, e - ref, color="C0", lw=1.2)
+    for idx, lab in result["labels"]:
+        ax.axvline(x[idx], color="0.7", lw=0.8)
+    ticks = {}
+    for idx, lab in result["labels"]:
+        ticks.setdefault(x[idx], []).append("Γ" if lab == "G" else lab)
+    ax.set_xticks(list(ticks), ["|".join(dict.fromkeys(v)) for v in ticks.values()])
+    ax.axhline(0.0, color="k", ls="--", lw=0.8)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(-6, 6) if ef is not None else None
+    ax.set_ylabel("E − E_F (eV)" if ef is not None else "E (eV)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def plot_dos(energies: np.ndarray, dos: np.ndarray, fermi: float | None, path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = fermi if fermi is not None else 0.0
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(energies - ref, dos, color="C1")
+    ax.fill_between(energies - ref, dos, where=energies <= ref, color="C1", alpha=0.3)
+    ax.axvline(0, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("E − E_F (eV)" if fermi is not None else "E (eV)")
+    ax.set_ylabel("DOS (states / eV / cell)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
