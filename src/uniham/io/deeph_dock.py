@@ -62,6 +62,8 @@ def read_deeph_dock(path) -> Hamiltonian:
         atoms = ase.io.read(str(path / POSCAR_FILE), format="vasp")
     except Exception as exc:
         raise UnihamError(f"cannot read {path / POSCAR_FILE}: {exc}") from None
+    if "pbc" in info:  # uniham extension: molecules and slabs keep their periodicity
+        atoms.pbc = info["pbc"]
     emap = info.get("elements_orbital_map")
     if not emap:
         raise UnihamError(f"{path / INFO_FILE} lacks elements_orbital_map")
@@ -108,7 +110,9 @@ def write_deeph_dock(ham: Hamiltonian, path, dtype=np.float64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ase.io.write(str(tmp / POSCAR_FILE), ham.atoms, format="vasp", direct=True)
+        from uniham.structure import ensure_box
+
+        ase.io.write(str(tmp / POSCAR_FILE), ensure_box(ham.atoms), format="vasp", direct=True)
         symbols = list(dict.fromkeys(ham.atoms.get_chemical_symbols()))
         info = {
             "atoms_quantity": len(ham.atoms),
@@ -117,6 +121,7 @@ def write_deeph_dock(ham: Hamiltonian, path, dtype=np.float64) -> Path:
             "spinful": False,
             "fermi_energy_eV": ham.fermi_level,
             "elements_orbital_map": {el: list(ham.basis[el].shells) for el in symbols},
+            "pbc": [bool(x) for x in ham.atoms.pbc],
         }
         if ham.n_electrons is not None:
             info["electrons_quantity"] = ham.n_electrons

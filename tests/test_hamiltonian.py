@@ -1,0 +1,41 @@
+"""Analytic tight-binding fixtures: the Bloch sum, eigenvalues, hermiticity, gauge shift."""
+import numpy as np
+from ase.build import bulk
+
+from uniham.basis import OrbitalBasis
+from uniham.hamiltonian import Hamiltonian
+
+
+def fcc_s_band(eps=-1.0, t=-0.5, s1=0.1):
+    """One s orbital on an fcc lattice, nearest-neighbour hopping t and overlap s1."""
+    atoms = bulk("Cu", "fcc", a=3.6)
+    nn = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, -1, 0), (1, 0, -1), (0, 1, -1)]
+    H = {(0, 0, 0, 0, 0): np.array([[eps]])}
+    S = {(0, 0, 0, 0, 0): np.array([[1.0]])}
+    for r in nn:
+        for sgn in (1, -1):
+            key = tuple(sgn * x for x in r) + (0, 0)
+            H[key] = np.array([[t]])
+            S[key] = np.array([[s1]])
+    return Hamiltonian(atoms, {"Cu": OrbitalBasis.parse("s")}, H, S), nn
+
+
+def test_bloch_sum_matches_analytic_band():
+    ham, nn = fcc_s_band()
+    rng = np.random.default_rng(0)
+    for k in rng.uniform(-0.5, 0.5, size=(10, 3)):
+        g = sum(2 * np.cos(2 * np.pi * np.dot(k, r)) for r in nn)
+        expected = (-1.0 + -0.5 * g) / (1 + 0.1 * g)
+        assert np.isclose(ham.eigh(k)[0], expected, atol=1e-12)
+        assert np.isclose(ham.Hk(k, sparse=True).toarray()[0, 0], ham.Hk(k)[0, 0])
+
+
+def test_hermiticity_and_gauge_shift():
+    ham, _ = fcc_s_band()
+    assert ham.hermiticity_error() == 0.0
+    ham.H[(1, 0, 0, 0, 0)] = np.array([[-0.4]])
+    assert np.isclose(ham.hermiticity_error(), 0.1)
+    ham2, _ = fcc_s_band()
+    shifted = ham2.shifted(0.7)
+    k = np.array([0.1, 0.2, 0.3])
+    assert np.isclose(shifted.eigh(k)[0], ham2.eigh(k)[0] + 0.7)
