@@ -221,6 +221,8 @@ def check_truncation(ham: Hamiltonian, kmf, dm, u_full: np.ndarray, fermi: float
     """Bands of the truncated H(R), S(R) vs PySCF's own H(k), S(k) at random off-mesh k."""
     import scipy.linalg
 
+    if s.n_check_kpoints <= 0:
+        return {"kpoints_frac": [], "max_band_error_meV": float("nan"), "window": "not checked"}
     rng = np.random.default_rng(s.seed)
     kfrac = rng.uniform(-0.5, 0.5, size=(s.n_check_kpoints, 3)) * ham.atoms.pbc
     hks = hk_at(kmf, dm, kfrac) * HARTREE_EV
@@ -229,7 +231,12 @@ def check_truncation(ham: Hamiltonian, kmf, dm, u_full: np.ndarray, fermi: float
     worst = 0.0
     for k, hk, sk in zip(kfrac, hks, sks):
         ref = scipy.linalg.eigvalsh(u_full @ hk @ u_full.T, u_full @ sk @ u_full.T)
-        ours = ham.eigh(k)
+        try:
+            ours = ham.eigh(k)
+        except UnihamError:
+            log.warning("truncated S(k) is not positive definite: the interpolation mesh is too coarse")
+            return {"kpoints_frac": kfrac.tolist(), "max_band_error_meV": float("inf"),
+                    "window": "E <= E_F + 5 eV", "note": "S(k) of the truncated S(R) not positive definite"}
         sel = ref <= fermi + 5.0
         worst = max(worst, float(np.abs(ours[sel] - ref[sel]).max()))
     return {"kpoints_frac": kfrac.tolist(), "max_band_error_meV": 1000 * worst, "window": "E <= E_F + 5 eV"}
@@ -237,6 +244,12 @@ def check_truncation(ham: Hamiltonian, kmf, dm, u_full: np.ndarray, fermi: float
 
 def run_dft(atoms: Atoms, settings: DFTSettings | None = None, progress: bool = False) -> Hamiltonian:
     """Run PySCF DFT on ``atoms`` and return the real-space Hamiltonian (eV, uniham order)."""
+    return run_dft_with_scf(atoms, settings, progress)[0]
+
+
+def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress: bool = False):
+    """As :func:`run_dft`, also returning PySCF's converged KRKS object and the (nao, nao) matrix
+    U mapping PySCF's AO order to uniham's (``M_uniham = U M_pyscf U^T``)."""
     import pyscf
 
     import uniham
@@ -287,7 +300,7 @@ def run_dft(atoms: Atoms, settings: DFTSettings | None = None, progress: bool = 
         "bohr_angstrom": BOHR_ANG,
     }
     ham.validate()
-    return ham
+    return ham, kmf, u_full
 
 
 def write_dft(atoms: Atoms, out: Path, settings: DFTSettings | None = None) -> Hamiltonian:

@@ -1,0 +1,78 @@
+"""Bad input: one clear line on stderr, exit status 2, no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from uniham.cli import main
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+CASES = {
+    "empty.cif": "",
+    "unknown.xyz": "2\n\nXq 0 0 0\nSi 0 0 2.3\n",
+    "overlap.xyz": "2\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nSi 0 0 0\nSi 0.1 0 0\n",
+    "flat.xyz": "1\nLattice=\"5 0 0 0 5 0 0 0 0\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nSi 0 0 0\n",
+    "garbage.cif": "data_x\n_cell_length_a oops\nloop_\n_atom_site_label\n",
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_structures(tmp_path, capsys, name):
+    p = tmp_path / name
+    p.write_text(CASES[name])
+    code, err = run_cli(["dft", str(p), "-o", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert err.startswith("uniham: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_missing_file_and_unknown_format(tmp_path, capsys):
+    code, err = run_cli(["bands", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "no such file" in err
+    (tmp_path / "folder").mkdir()
+    code, err = run_cli(["bands", str(tmp_path / "folder")], capsys)
+    assert code == 2 and "cannot tell the Hamiltonian format" in err
+
+
+def test_corrupt_hdf5(tmp_path, capsys, realdata):
+    import shutil
+
+    d = tmp_path / "dock"
+    shutil.copytree(realdata / "deephdock_Si_siesta/deeph_dock", d)
+    (d / "hamiltonian.h5").write_bytes(b"not an hdf5 file")
+    code, err = run_cli(["bands", str(d)], capsys)
+    assert code == 2 and "cannot read" in err
+
+
+def test_spinful_refused_from_cli(capsys, realdata):
+    code, err = run_cli(["bands", str(realdata / "sislfiles_Pt2_soc_siesta/Pt2_xx.HSX")], capsys)
+    assert code == 2 and "not supported yet" in err
+
+
+def test_nan_blocks_refused(tmp_path, capsys, realdata):
+    import h5py
+    import numpy as np
+    import shutil
+
+    d = tmp_path / "dock"
+    shutil.copytree(realdata / "deephdock_Si_siesta/deeph_dock", d)
+    with h5py.File(d / "hamiltonian.h5", "r+") as f:
+        e = f["entries"][()]
+        e[3] = np.nan
+        f["entries"][...] = e
+    code, err = run_cli(["info", str(d)], capsys)
+    assert code == 2 and "NaN" in err
+
+
+def test_entry_point_exit_status(tmp_path):
+    p = tmp_path / "empty.cif"
+    p.write_text("")
+    r = subprocess.run([sys.executable, "-m", "uniham.cli", "dft", str(p), "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().startswith("uniham: error:")
