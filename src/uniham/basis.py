@@ -78,25 +78,19 @@ class OrbitalBasis:
         """(dim,) magnetic quantum number of every orbital (uniham order m=-l..l)."""
         return np.concatenate([np.arange(-l, l + 1) for l in self.shells]).astype(int) if self.shells else np.zeros(0, int)
 
+    def _runs(self) -> list[tuple[int, int]]:
+        """Consecutive runs of equal l as (l, count)."""
+        from itertools import groupby
+
+        return [(l, len(list(g))) for l, g in groupby(self.shells)]
+
     @property
     def irreps(self) -> str:
         """e3nn-style irreps string, parity (-1)^l: "2x0e+2x1o+1x2e"."""
-        groups: list[list[int]] = []
-        for l in self.shells:
-            if groups and groups[-1][0] == l:
-                groups[-1][1] += 1
-            else:
-                groups.append([l, 1])
-        return "+".join(f"{n}x{l}{'e' if l % 2 == 0 else 'o'}" for l, n in groups)
+        return "+".join(f"{n}x{l}{'e' if l % 2 == 0 else 'o'}" for l, n in self._runs())
 
     def __str__(self) -> str:
-        groups: list[list[int]] = []
-        for l in self.shells:
-            if groups and groups[-1][0] == l:
-                groups[-1][1] += 1
-            else:
-                groups.append([l, 1])
-        return "".join(f"{n}{SHELL_LETTERS[l]}" for l, n in groups)
+        return "".join(f"{n}{SHELL_LETTERS[l]}" for l, n in self._runs())
 
 
 # --------------------------------------------------------------------------- real harmonics
