@@ -69,13 +69,12 @@ def cmd_bands(args) -> None:
 # ------------------------------------------------------------------------------------ dos
 def cmd_dos(args) -> None:
     from uniham.io import read_hamiltonian
-    from uniham.properties.bands import gaussian_dos, mesh_eigenvalues, plot_dos
-    from uniham.properties.electrons import fermi_level
+    from uniham.properties.bands import gaussian_dos, mesh_eigenvalues, plot_dos, resolve_fermi
 
     ham = read_hamiltonian(args.src, args.src_format)
     k, eigs = mesh_eigenvalues(ham, _kmesh(args.kmesh), progress=True)
     w = np.ones(len(k))
-    fermi = fermi_level(eigs, w, ham.n_electrons) if ham.n_electrons else ham.fermi_level
+    fermi, _ = resolve_fermi(ham, eigs=eigs)
     lo = eigs.min() - 5 * args.broadening if args.emin is None else args.emin
     hi = eigs.max() + 5 * args.broadening if args.emax is None else args.emax
     energies = np.arange(lo, hi, args.step)

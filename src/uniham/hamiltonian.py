@@ -85,49 +85,61 @@ class Hamiltonian:
         for blocks in (self.H, self.S if self.S is not None else {}):
             for (r1, r2, r3, i, j), blk in list(blocks.items()):
                 blocks.setdefault((-r1, -r2, -r3, j, i), blk.T.copy())
+        self.invalidate_cache()
 
     # ----------------------------------------------------------------- real space -> k space
-    def _stacked(self, which: str) -> tuple[np.ndarray, list[sp.csr_matrix]]:
+    def _pattern(self, which: str) -> dict:
+        """Flattened entries and the sparsity pattern of M(k), built once per matrix and cached.
+
+        rs (nR, 3) lattice vectors; ridx, vals (nnz,) R index and value of every stored entry;
+        inv (nnz,) position of the entry's (row, col) in the pattern; flat, indices, indptr the
+        pattern as row-major flat indices and as CSR structure.
+        """
         cache = self.__dict__.setdefault("_cache", {})
         if which in cache:
             return cache[which]
         blocks = self.H if which == "H" else self.S
-        off = self.orbital_offsets
-        by_r: dict[tuple[int, int, int], list] = {}
-        for (r1, r2, r3, i, j), blk in blocks.items():
-            rows, cols = np.meshgrid(np.arange(off[i], off[i + 1]), np.arange(off[j], off[j + 1]), indexing="ij")
-            by_r.setdefault((r1, r2, r3), []).append((rows.ravel(), cols.ravel(), blk.ravel()))
-        rs = np.array(sorted(by_r), dtype=int).reshape(-1, 3)
-        mats = []
-        n = self.norb
-        for r in map(tuple, rs):
-            parts = by_r[r]
-            rows = np.concatenate([p[0] for p in parts])
-            cols = np.concatenate([p[1] for p in parts])
-            vals = np.concatenate([p[2] for p in parts]).astype(float)
-            mats.append(sp.csr_matrix((vals, (rows, cols)), shape=(n, n)))
-        cache[which] = (rs, mats)
-        return rs, mats
+        off, n = self.orbital_offsets, self.norb
+        rs = sorted({key[:3] for key in blocks})
+        rpos = {r: m for m, r in enumerate(rs)}
+        lin, vals, ridx = [], [], []
+        for key, blk in blocks.items():
+            i, j = key[3], key[4]
+            rr, cc = np.meshgrid(np.arange(off[i], off[i + 1]), np.arange(off[j], off[j + 1]), indexing="ij")
+            lin.append((rr * n + cc).ravel())
+            vals.append(np.asarray(blk, dtype=float).ravel())
+            ridx.append(np.full(blk.size, rpos[key[:3]]))
+        lin = np.concatenate(lin) if lin else np.zeros(0, int)
+        flat, inv = np.unique(lin, return_inverse=True)
+        rows = flat // n
+        cache[which] = {
+            "rs": np.array(rs, dtype=float).reshape(-1, 3),
+            "ridx": np.concatenate(ridx) if ridx else np.zeros(0, int),
+            "vals": np.concatenate(vals) if vals else np.zeros(0),
+            "inv": inv.ravel(), "flat": flat, "indices": flat % n,
+            "indptr": np.searchsorted(rows, np.arange(n + 1)),
+        }
+        return cache[which]
 
     def invalidate_cache(self) -> None:
+        """Forget the cached sparsity pattern (call after editing H or S in place)."""
         self.__dict__.pop("_cache", None)
 
     def _bloch(self, which: str, k, sparse: bool):
         k = np.asarray(k, dtype=float).reshape(3)
+        n = self.norb
         if which == "S" and self.S is None:
-            eye = sp.identity(self.norb, dtype=complex, format="csr")
+            eye = sp.identity(n, dtype=complex, format="csr")
             return eye if sparse else eye.toarray()
-        rs, mats = self._stacked(which)
-        phases = np.exp(2j * np.pi * rs @ k)
+        p = self._pattern(which)
+        w = p["vals"] * np.exp(2j * np.pi * (p["rs"] @ k))[p["ridx"]]
+        # sum the entries that land on the same (row, col) from different R
+        data = np.bincount(p["inv"], w.real, len(p["flat"])) + 1j * np.bincount(p["inv"], w.imag, len(p["flat"]))
         if sparse:
-            out = sp.csr_matrix((self.norb, self.norb), dtype=complex)
-            for ph, m in zip(phases, mats):
-                out = out + ph * m
-            return out
-        out = np.zeros((self.norb, self.norb), dtype=complex)
-        for ph, m in zip(phases, mats):
-            out += ph * m.toarray()
-        return out
+            return sp.csr_matrix((data, p["indices"], p["indptr"]), shape=(n, n))
+        out = np.zeros(n * n, dtype=complex)
+        out[p["flat"]] = data
+        return out.reshape(n, n)
 
     def Hk(self, k, sparse: bool = False):
         """H(k) = sum_R H(R) e^{2 pi i k.R}; k fractional (3,). (norb, norb) complex, eV."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -57,9 +56,9 @@ class DFTSettings:
 
 
 def build_cell(atoms: Atoms, s: DFTSettings):
+    """PySCF cell of ``atoms``, which must have three cell vectors (see :func:`ensure_box`)."""
     from pyscf.pbc import gto
 
-    atoms = ensure_box(atoms)
     cell = gto.Cell()
     cell.atom = [(a.symbol, tuple(a.position)) for a in atoms]
     cell.a = atoms.cell.array
@@ -179,20 +178,17 @@ def fourier_blocks(hk: np.ndarray, kfrac: np.ndarray, mesh, atoms: Atoms, offset
     pos = atoms.positions
     shifts = np.stack(np.meshgrid(*[np.arange(-2, 3) if n > 1 else np.array([0]) for n in mesh], indexing="ij"),
                       -1).reshape(-1, 3)
+    sep = pos[None, :, None, :] - pos[:, None, None, :]  # (na, na, 1, 3): tau_j - tau_i
     blocks: dict = {}
     for r_index, r0 in enumerate(rbase):
-        cands = r0[None, :] + shifts * mesh[None, :]  # (ns, 3)
-        cart = cands @ cell  # (ns, 3)
-        for i in range(len(atoms)):
-            for j in range(len(atoms)):
-                d = np.linalg.norm(pos[j] + cart - pos[i], axis=1)
-                dmin = d.min()
-                if cutoff is not None and dmin > cutoff + 1e-8:
-                    continue
-                best = np.nonzero(d <= dmin + 1e-5)[0]
-                blk = hr[r_index, offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] / len(best)
-                for b in best:
-                    blocks[tuple(int(x) for x in cands[b]) + (i, j)] = blk
+        cands = r0[None, :] + shifts * mesh[None, :]  # (ns, 3) images of R0 in the supercell
+        d = np.linalg.norm(sep + (cands @ cell)[None, None], axis=-1)  # (na, na, ns)
+        dmin = d.min(axis=-1)
+        for i, j in zip(*np.nonzero(dmin <= (np.inf if cutoff is None else cutoff + 1e-8))):
+            best = np.nonzero(d[i, j] <= dmin[i, j] + 1e-5)[0]
+            blk = hr[r_index, offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] / len(best)
+            for b in best:
+                blocks[tuple(int(x) for x in cands[b]) + (int(i), int(j))] = blk
     return blocks, max_imag
 
 
@@ -256,11 +252,9 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
 
     s = settings or DFTSettings()
     t0 = time.perf_counter()
-    if not atoms.pbc.any():
-        atoms = ensure_box(atoms)
-        atoms.pbc = False
-    cell = build_cell(atoms, s)
-    kmesh, imesh = choose_meshes(atoms, s)
+    box = ensure_box(atoms)  # molecules and slabs get vacuum cell vectors; pbc is kept
+    cell = build_cell(box, s)
+    kmesh, imesh = choose_meshes(box, s)
     log.info("SCF on %s k-mesh, interpolation mesh %s", kmesh, imesh)
     kmf = run_scf(cell, kmesh, s)
     t_scf = time.perf_counter() - t0
@@ -268,7 +262,6 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
     kfrac, hk = interpolation_hk(kmf, dm, imesh, progress)
     t_hk = time.perf_counter() - t0 - t_scf
     bases, offsets = atom_bases(cell)
-    box = ensure_box(atoms)
     blocks, max_imag = fourier_blocks(hk * HARTREE_EV, kfrac, imesh, box, offsets, s.cutoff)
     sblocks = overlap_blocks(cell, list(blocks), offsets)
     u = [code_to_uniham_basis("pyscf", b) for b in bases]
@@ -281,9 +274,7 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
     for sym, b in zip(atoms.get_chemical_symbols(), bases):
         basis.setdefault(sym, b)
     fermi = float(np.max(kmf.get_fermi())) * HARTREE_EV
-    out_atoms = box.copy()
-    out_atoms.pbc = atoms.pbc
-    ham = Hamiltonian(out_atoms, basis, H, S, fermi, float(cell.nelectron), False)
+    ham = Hamiltonian(box, basis, H, S, fermi, float(cell.nelectron), False)
     truncation = check_truncation(ham, kmf, dm, u_full, fermi, s)
     ham.provenance = {
         "engine": "pyscf",
@@ -302,10 +293,3 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
     ham.validate()
     return ham, kmf, u_full
 
-
-def write_dft(atoms: Atoms, out: Path, settings: DFTSettings | None = None) -> Hamiltonian:
-    from uniham.io import write_hamiltonian
-
-    ham = run_dft(atoms, settings)
-    write_hamiltonian(ham, out)
-    return ham

@@ -9,9 +9,6 @@ Energies in eV; orbitals in the Wikipedia real-harmonic order, which is uniham's
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -20,6 +17,7 @@ import numpy as np
 from uniham.basis import OrbitalBasis
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
+from uniham.io._atomic import atomic_folder
 
 H_FILE, S_FILE, INFO_FILE, POSCAR_FILE = "hamiltonian.h5", "overlap.h5", "info.json", "POSCAR"
 
@@ -106,12 +104,10 @@ def write_deeph_dock(ham: Hamiltonian, path, dtype=np.float64) -> Path:
     """
     import ase.io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        from uniham.structure import ensure_box
+    from uniham.structure import ensure_box
 
+    path = Path(path)
+    with atomic_folder(path) as tmp:
         ase.io.write(str(tmp / POSCAR_FILE), ensure_box(ham.atoms), format="vasp", direct=True)
         symbols = list(dict.fromkeys(ham.atoms.get_chemical_symbols()))
         info = {
@@ -131,17 +127,6 @@ def write_deeph_dock(ham: Hamiltonian, path, dtype=np.float64) -> Path:
         _write_blocks(tmp / H_FILE, ham.H, dtype)
         if ham.S is not None:
             _write_blocks(tmp / S_FILE, ham.S, dtype)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

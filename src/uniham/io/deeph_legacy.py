@@ -10,9 +10,6 @@ xy, xz, yz); converted to uniham's at this boundary.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -22,6 +19,7 @@ from ase import Atoms
 from uniham.basis import OrbitalBasis, code_to_uniham_basis
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
+from uniham.io._atomic import atomic_folder
 
 NEEDED = ("lat.dat", "site_positions.dat", "element.dat", "orbital_types.dat", "info.json")
 
@@ -80,9 +78,7 @@ def read_deeph_legacy(path) -> Hamiltonian:
 def write_deeph_legacy(ham: Hamiltonian, path) -> Path:
     """Write the legacy DeepH folder (OpenMX orbital order, 1-based string keys), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         atoms = ham.atoms
         np.savetxt(tmp / "lat.dat", atoms.cell.array.T)
         np.savetxt(tmp / "rlat.dat", 2 * np.pi * atoms.cell.reciprocal().T)
@@ -102,10 +98,4 @@ def write_deeph_legacy(ham: Hamiltonian, path) -> Path:
             with h5py.File(tmp / name, "w") as f:
                 for (r1, r2, r3, i, j), blk in sorted(blocks.items()):
                     f[json.dumps([r1, r2, r3, i + 1, j + 1])] = u[i].T @ blk @ u[j]
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path

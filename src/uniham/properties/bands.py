@@ -16,11 +16,16 @@ def mesh_eigenvalues(ham: Hamiltonian, mesh=None, progress: bool = False) -> tup
     return k, ham.eigenvalues(k, progress=progress)
 
 
-def resolve_fermi(ham: Hamiltonian, mesh=None, progress: bool = False) -> tuple[float | None, str]:
-    """E_F by electron counting on a mesh when the electron count is known, else the file's value."""
+def resolve_fermi(ham: Hamiltonian, mesh=None, progress: bool = False,
+                  eigs: np.ndarray | None = None) -> tuple[float | None, str]:
+    """E_F by electron counting on a mesh when the electron count is known, else the file's value.
+
+    ``eigs``: (nk, nb) eigenvalues on an evenly weighted mesh already at hand (else one is solved).
+    """
     if ham.n_electrons:
-        k, e = mesh_eigenvalues(ham, mesh, progress)
-        return fermi_level(e, np.ones(len(k)), ham.n_electrons), "electron counting"
+        if eigs is None:
+            eigs = mesh_eigenvalues(ham, mesh, progress)[1]
+        return fermi_level(eigs, np.ones(len(eigs)), ham.n_electrons), "electron counting"
     if ham.fermi_level is not None:
         return float(ham.fermi_level), "from file"
     return None, "unknown"

@@ -33,11 +33,14 @@ def _std_to_input(atoms: Atoms, res: dict, frac_std: np.ndarray) -> np.ndarray:
     return k_in_cart @ atoms.cell.array.T / (2 * np.pi)
 
 
-def special_points(atoms: Atoms) -> dict[str, np.ndarray]:
-    """Named high-symmetry points in the input cell's fractional reciprocal coordinates."""
+def special_points(atoms: Atoms, res: dict | None = None) -> dict[str, np.ndarray]:
+    """Named high-symmetry points in the input cell's fractional reciprocal coordinates.
+
+    ``res``: a seekpath result for ``atoms`` when the caller already has one.
+    """
     if not atoms.pbc.any():
         return {"GAMMA": np.zeros(3)}
-    res = _seek(atoms)
+    res = res or _seek(atoms)
     pts = {name: _std_to_input(atoms, res, c) for name, c in res["point_coords"].items()}
     if not atoms.pbc.all():  # slab: keep in-plane points only
         pts = {n: k for n, k in pts.items() if np.allclose(k[~atoms.pbc], 0.0, atol=1e-8)}
@@ -49,7 +52,7 @@ def auto_labels(atoms: Atoms) -> list[list[str]]:
     if not atoms.pbc.any():
         return [["GAMMA"]]
     res = _seek(atoms)
-    pts = special_points(atoms)
+    pts = special_points(atoms, res)
     segs = [list(s) for s in res["path"] if s[0] in pts and s[1] in pts]
     if not segs:
         raise UnihamError("no automatic k-path for this cell; give --kpath explicitly")
@@ -60,7 +63,7 @@ def parse_kpath(text: str) -> list[list[str]]:
     """"G X W L G" -> one continuous segment list; "|" breaks: "G X | L G"."""
     segs = []
     for part in text.split("|"):
-        names = [ALIASES.get(n.upper(), n.upper() if n.upper() == "GAMMA" else n) for n in part.split()]
+        names = [ALIASES.get(n.upper(), n) for n in part.split()]
         segs += [[a, b] for a, b in zip(names[:-1], names[1:])]
     if not segs:
         raise UnihamError(f"k-path {text!r} needs at least two points")
