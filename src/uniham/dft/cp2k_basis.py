@@ -166,14 +166,48 @@ def potential_name(basis: Cp2kBasis, xc: str = "PBE") -> str:
     return name
 
 
-@cache
 def _potential_names(path: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for line in Path(path).read_text().splitlines():
-        tok = line.split("#")[0].split()
-        if len(tok) >= 2 and tok[0][0].isalpha() and tok[1].upper().startswith("GTH"):
-            out.setdefault(tok[0].capitalize(), set()).update(t.upper() for t in tok[1:])
+    for (sym, _), names in _potentials(path).items():
+        out.setdefault(sym, set()).update(names[1])
     return out
+
+
+@cache
+def _potentials(path: str) -> dict[tuple[str, str], tuple[float, set[str]]]:
+    """{(symbol, first name): (smallest GTH radius in Bohr, all names)} of a GTH_POTENTIALS file.
+
+    Block: ``Sym NAMES``, electrons per l, ``rloc nexp C1..``, ``nprj``, then per projector
+    ``r_l n_l h_11 ...`` followed by n_l - 1 continuation lines of the h matrix.
+    """
+    lines = [ln.split("#")[0] for ln in Path(path).read_text().splitlines()]
+    out, i = {}, 0
+    while i < len(lines):
+        tok = lines[i].split()
+        if len(tok) >= 2 and tok[0][0].isalpha() and tok[1].upper().startswith("GTH"):
+            try:
+                radii = [float(lines[i + 2].split()[0])]
+                nprj, j = int(lines[i + 3].split()[0]), i + 4
+                for _ in range(nprj):
+                    t = lines[j].split()
+                    radii.append(float(t[0]))
+                    j += max(1, int(t[1]))
+            except (IndexError, ValueError):
+                i += 1
+                continue
+            out[(tok[0].capitalize(), tok[1].upper())] = (min(radii), {t.upper() for t in tok[1:]})
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def potential_radius(symbol: str, name: str) -> float:
+    """Smallest radius (Bohr) of GTH pseudopotential ``name`` (local or projector): its hardness."""
+    for (sym, _), (r, names) in _potentials(str(data_dir() / DEFAULT_POTENTIAL_FILE)).items():
+        if sym == symbol.capitalize() and name.upper() in names:
+            return r
+    raise UnihamError(f"no pseudopotential {name} for {symbol} in {DEFAULT_POTENTIAL_FILE}")
 
 
 def elements_with_basis(name: str = DEFAULT_BASIS, basis_file: str = DEFAULT_BASIS_FILE) -> list[str]:

@@ -43,6 +43,7 @@ from uniham.dft.cp2k_basis import (
     data_dir,
     load_basis,
     potential_name,
+    potential_radius,
 )
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
@@ -118,15 +119,16 @@ def element_bases(symbols, s: Cp2kSettings) -> dict[str, Cp2kBasis]:
 
 
 def choose_cutoff(bases: dict[str, Cp2kBasis], s: Cp2kSettings) -> float:
-    """Finest-grid cutoff (Ry): ``s.ecut``, else max(500, 30 * hardest basis exponent in Bohr^-2), <= 1200.
+    """Finest-grid cutoff (Ry): ``s.ecut``, else from the hardest pseudopotential present.
 
-    The rule follows the convergence study in bench/cp2k_convergence.py: Si, Al, B, N (exponents
-    <= 10) are converged to ~0.01 meV at 500 Ry; Mg with 2s2p semicore (exponent 30.7) needs ~900 Ry.
+    Rule: alpha = 1 / (2 r_min^2) with r_min the smallest GTH radius (Bohr) of the element's potential,
+    ecut = 21 * alpha rounded up to 100 Ry, clipped to [500, 1200]. Mg (2s2p semicore, r_min 0.10 Bohr)
+    gets 1000 Ry, Na 700 Ry, everything else 500 Ry. Measured by bench/cp2k_convergence.py (see there).
     """
     if s.ecut:
         return float(s.ecut)
-    hardest = max(max(sh.exponents) for b in bases.values() for sh in b.shells)
-    return float(min(1200.0, max(500.0, 100.0 * np.ceil(30.0 * hardest / 100.0))))
+    alpha = max(1.0 / (2.0 * potential_radius(x, potential_name(b, s.xc)) ** 2) for x, b in bases.items())
+    return float(min(1200.0, max(500.0, 100.0 * np.ceil(21.0 * alpha / 100.0))))
 
 
 def choose_kmesh(atoms: Atoms, s: Cp2kSettings) -> tuple[int, int, int]:
@@ -267,11 +269,12 @@ def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
 
 
 def _image_table(text: str, tag: str) -> dict[int, tuple[int, int, int]]:
-    m = re.search(tag + r" CSR write\|\s+(\d+) periodic images\s*\n\s*Number\s+X\s+Y\s+Z\s*\n", text)
+    m = re.search(tag + r" CSR write\|\s*(\d+) periodic images\s*\n\s*Number\s+X\s+Y\s+Z\s*\n", text)
     if not m:
         raise UnihamError(f"CP2K output has no '{tag} CSR write' image table")
     rows = text[m.end():].splitlines()[:int(m.group(1))]
-    return {int(r.split()[0]): tuple(int(x) for x in r.split()[1:4]) for r in rows}
+    # rows come in index order; CP2K prints indices above 999 as "***", so the row number is the index
+    return {n + 1: tuple(int(x) for x in r.split()[1:4]) for n, r in enumerate(rows)}
 
 
 _CSR = np.dtype([("m1", "<i4"), ("row", "<i4"), ("col", "<i4"), ("val", "<f8"), ("m2", "<i4")])
@@ -336,10 +339,10 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
 
     s = settings or Cp2kSettings()
     t0 = time.perf_counter()
-    exe = find_cp2k(s.executable)
     box = ensure_box(atoms)
     symbols = box.get_chemical_symbols()
     bases = element_bases(symbols, s)
+    exe = find_cp2k(s.executable)
     ecut = choose_cutoff(bases, s)
     kmesh = choose_kmesh(box, s)
     obases = [bases[x].orbital_basis() for x in symbols]
@@ -356,8 +359,8 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     if s.workdir:
         workdir = Path(s.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        for old in workdir.glob("uniham-*"):
-            old.unlink()
+        for old in [*workdir.glob("uniham*"), workdir / "check.bs", workdir / "stderr.txt"]:
+            old.unlink(missing_ok=True)  # CP2K appends to existing output files
     else:
         tmp = tempfile.TemporaryDirectory(prefix="uniham-cp2k-")
         workdir = Path(tmp.name)

@@ -63,8 +63,7 @@ def build_cell(atoms: Atoms, s: DFTSettings):
     cell.atom = [(a.symbol, tuple(a.position)) for a in atoms]
     cell.a = atoms.cell.array
     cell.unit = "A"
-    cell.basis = s.basis
-    cell.pseudo = s.pseudo
+    cell.basis, cell.pseudo = _basis_and_pseudo(atoms.get_chemical_symbols(), s)
     cell.verbose = 0
     if s.ke_cutoff:
         cell.ke_cutoff = s.ke_cutoff / HARTREE_EV
@@ -75,6 +74,18 @@ def build_cell(atoms: Atoms, s: DFTSettings):
         raise UnihamError(f"PySCF cannot build the cell with basis {s.basis!r} / pseudo {s.pseudo!r} "
                           f"for {', '.join(missing)}: {type(exc).__name__}: {exc}") from None
     return cell
+
+
+def _basis_and_pseudo(symbols, s: DFTSettings):
+    """PySCF basis/pseudo specs. A CP2K basis name (e.g. ``SZV-MOLOPT-SR-GTH``) takes the definition from
+    CP2K's data files and the GTH potential with the basis' valence, so both engines use the same basis."""
+    if not (s.basis.upper().endswith("-GTH") and "MOLOPT" in s.basis.upper()):
+        return s.basis, s.pseudo
+    from uniham.dft.cp2k_basis import load_basis, potential_name
+
+    bases = {x: load_basis(x, s.basis) for x in dict.fromkeys(symbols)}
+    return ({x: b.pyscf_basis() for x, b in bases.items()},
+            {x: potential_name(b, s.xc).lower() for x, b in bases.items()})
 
 
 def atom_bases(cell) -> tuple[list[OrbitalBasis], np.ndarray]:
