@@ -21,7 +21,13 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-from uniham.dft.cp2k_engine import Cp2kSettings, choose_cutoff, choose_kmesh, element_bases, run_dft
+from uniham.dft.cp2k_engine import (
+    Cp2kSettings,
+    choose_cutoff,
+    choose_kmesh,
+    element_bases,
+    run_dft,
+)
 
 
 def systems() -> dict[str, Atoms]:

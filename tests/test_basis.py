@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from uniham.basis import OrbitalBasis, code_to_uniham, real_spherical_harmonics, wigner_d
+from uniham.basis import (
+    OrbitalBasis,
+    code_to_uniham,
+    real_spherical_harmonics,
+    wigner_d,
+)
 from uniham.errors import UnihamError
 
 

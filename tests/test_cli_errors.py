@@ -56,9 +56,10 @@ def test_spinful_refused_from_cli(capsys, realdata):
 
 
 def test_nan_blocks_refused(tmp_path, capsys, realdata):
+    import shutil
+
     import h5py
     import numpy as np
-    import shutil
 
     d = tmp_path / "dock"
     shutil.copytree(realdata / "deephdock_Si_siesta/deeph_dock", d)

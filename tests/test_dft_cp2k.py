@@ -9,8 +9,6 @@
 
 CI installs CP2K (see .ci/run) and sets UNIHAM_REQUIRE_CP2K=1, so these tests cannot be skipped there.
 """
-import os
-
 import numpy as np
 import pytest
 from ase import Atoms
@@ -20,18 +18,8 @@ from scipy.spatial.transform import Rotation
 from uniham.basis import wigner_d_basis
 from uniham.cli import main
 from uniham.dft.cp2k_basis import load_basis, overlap_blocks
-from uniham.dft.cp2k_engine import Cp2kSettings, find_cp2k, run_dft
+from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
 from uniham.errors import UnihamError
-
-
-@pytest.fixture(scope="module")
-def cp2k():
-    try:
-        return find_cp2k()
-    except UnihamError as exc:
-        if os.environ.get("UNIHAM_REQUIRE_CP2K"):
-            raise
-        pytest.skip(str(exc))
 
 
 def _bn_layer() -> Atoms:

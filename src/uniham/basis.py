@@ -37,7 +37,7 @@ class OrbitalBasis:
     shells: tuple[int, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "OrbitalBasis":
+    def parse(cls, text: str) -> OrbitalBasis:
         """Parse "2s2p1d" (counts may be omitted: "spd")."""
         tokens = re.findall(r"(\d*)([a-zA-Z])", text.strip())
         if not tokens or "".join(n + c for n, c in tokens) != text.strip():
@@ -50,7 +50,7 @@ class OrbitalBasis:
         return cls(tuple(shells))
 
     @classmethod
-    def from_ls(cls, ls) -> "OrbitalBasis":
+    def from_ls(cls, ls) -> OrbitalBasis:
         return cls(tuple(int(l) for l in ls))
 
     @property

@@ -169,7 +169,7 @@ class Hamiltonian:
         return np.array([self.eigh(k) for k in it])
 
     # ----------------------------------------------------------------- transforms
-    def transformed(self, u_per_atom: list[np.ndarray]) -> "Hamiltonian":
+    def transformed(self, u_per_atom: list[np.ndarray]) -> Hamiltonian:
         """Blocks U_i M_ij U_j^T for per-atom orthogonal matrices (basis change / rotation)."""
         def tr(blocks):
             return {key: u_per_atom[key[3]] @ b @ u_per_atom[key[4]].T for key, b in blocks.items()}
@@ -177,7 +177,7 @@ class Hamiltonian:
         return Hamiltonian(self.atoms.copy(), dict(self.basis), tr(self.H), None if self.S is None else tr(self.S),
                            self.fermi_level, self.n_electrons, self.spinful, dict(self.provenance))
 
-    def shifted(self, delta_ev: float) -> "Hamiltonian":
+    def shifted(self, delta_ev: float) -> Hamiltonian:
         """H + delta*S: the same physics with the energy zero moved by -delta (gauge shift)."""
         if self.S is None:
             raise UnihamError("cannot shift the energy zero of an orthogonal-basis Hamiltonian without S")
@@ -188,7 +188,7 @@ class Hamiltonian:
         return Hamiltonian(self.atoms.copy(), dict(self.basis), h, self.S, ef, self.n_electrons,
                            self.spinful, dict(self.provenance))
 
-    def max_abs_difference(self, other: "Hamiltonian", which: str = "H") -> float:
+    def max_abs_difference(self, other: Hamiltonian, which: str = "H") -> float:
         """max over all blocks |self - other|; a block missing on one side counts as zero."""
         a = self.H if which == "H" else (self.S or {})
         b = other.H if which == "H" else (other.S or {})

@@ -134,7 +134,7 @@ def choose_cutoff(bases: dict[str, Cp2kBasis], s: Cp2kSettings) -> float:
 def choose_kmesh(atoms: Atoms, s: Cp2kSettings) -> tuple[int, int, int]:
     """``s.kmesh`` or the automatic Gamma-centred mesh with spacing ``s.kspacing``, rounded up to odd."""
     if s.kmesh:
-        mesh = tuple(int(n) for n in s.kmesh)
+        mesh = tuple(int(n) if p else 1 for n, p in zip(s.kmesh, atoms.pbc))  # 1 along vacuum
     else:
         mesh = auto_mesh(atoms, s.kspacing)
         mesh = tuple(n + 1 - n % 2 if p else 1 for n, p in zip(mesh, atoms.pbc))
@@ -351,6 +351,9 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     n_electrons = float(sum(bases[x].valence for x in symbols))
     n_occ = int(np.ceil(n_electrons / 2))
     n_added = int(min(offsets[-1] - n_occ, max(8, np.ceil(0.3 * n_occ))))
+    if n_added < 1:
+        raise UnihamError(f"basis {s.basis} has no empty orbital for {box.get_chemical_formula()} "
+                          f"({offsets[-1]} orbitals, {n_electrons:g} electrons): smearing needs some; use a larger basis")
     rng = np.random.default_rng(s.seed)
     check_k = rng.uniform(-0.5, 0.5, size=(s.n_check_kpoints, 3)) * box.pbc
     log.info("CP2K %s: %d atoms, %d orbitals, cutoff %.0f Ry, k-mesh %s", exe, len(box), offsets[-1], ecut, kmesh)

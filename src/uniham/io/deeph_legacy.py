@@ -85,8 +85,7 @@ def write_deeph_legacy(ham: Hamiltonian, path) -> Path:
         np.savetxt(tmp / "site_positions.dat", atoms.positions.T)
         np.savetxt(tmp / "element.dat", atoms.numbers, fmt="%d")
         with open(tmp / "orbital_types.dat", "w") as f:
-            for sym in atoms.get_chemical_symbols():
-                f.write("  ".join(str(l) for l in ham.basis[sym].shells) + "\n")
+            f.writelines("  ".join(str(l) for l in ham.basis[sym].shells) + "\n" for sym in atoms.get_chemical_symbols())
         info = {"nsites": len(atoms), "isorthogonal": ham.S is None, "isspinful": False, "fermi_level": ham.fermi_level}
         if ham.n_electrons is not None:
             info["nelectrons"] = ham.n_electrons

@@ -1,0 +1,1 @@
+"""Datasets of DFT Hamiltonians: recipes (what to compute), the store (shards + manifest), the builder."""

@@ -1,0 +1,160 @@
+"""Building a dataset: every planned structure's DFT as an independent task on Dask distributed.
+
+``build`` plans the recipe, skips what the store already holds (done or failed), and submits the rest
+to a Dask cluster: a ``LocalCluster`` of single-threaded worker processes (one CP2K job per core, the
+measured throughput setting) or an existing scheduler (``--scheduler tcp://host:8786``). On a SLURM
+cluster start the scheduler and workers with dask-jobqueue, e.g.::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=1, processes=1, memory="4GB", walltime="04:00:00")
+    cluster.scale(jobs=200)
+    print(cluster.scheduler_address)   # pass to: uniham dataset build RECIPE --out DIR --scheduler ADDR
+
+(each worker needs uniham and CP2K; results travel back to the one process that writes the store).
+Results are written by this process only, as they complete (see :mod:`uniham.data.store`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import traceback
+
+import numpy as np
+
+from uniham.data.recipe import Entry, load_recipe, plan
+from uniham.data.store import DatasetStore, half_keys
+from uniham.errors import UnihamError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE = {"cutoff": 8.0}
+
+
+def compute(entry_json: dict, dft: dict, store: dict) -> dict:
+    """Run one structure's DFT (in a worker) -> {"id", "ok", "data"/"record"}; never raises."""
+    from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
+
+    sid = entry_json["id"]
+    t0 = time.perf_counter()
+    base = {"source": entry_json["source"], "label": entry_json["label"], "formula": entry_json["formula"],
+            "elements": sorted(set(entry_json["symbols"])), "n_atoms": len(entry_json["symbols"])}
+    try:
+        entry = Entry.from_json(entry_json)
+        settings = Cp2kSettings(**({"n_check_kpoints": 1} | dft))
+        ham = run_dft(entry.atoms, settings)
+    except UnihamError as exc:
+        return {"id": sid, "ok": False, "record": base | {"reason": str(exc), "wall_s": time.perf_counter() - t0}}
+    except Exception as exc:  # noqa: BLE001 - a worker must report, not die: the reason is recorded
+        tb = traceback.format_exc(limit=2).splitlines()[-1]
+        return {"id": sid, "ok": False, "record": base | {"reason": f"{type(exc).__name__}: {exc} ({tb})",
+                                                            "wall_s": time.perf_counter() - t0}}
+    cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
+    box = ham.atoms
+    pos, cell = box.positions, box.cell.array
+    keys = [k for k in half_keys(sorted(ham.H))
+            if np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) <= cutoff + 1e-8]
+    values = np.concatenate([ham.H[k].ravel() for k in keys]).astype(np.float32)
+    p = ham.provenance
+    record = base | {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "n_blocks_stored": len(keys), "cutoff_A": cutoff,
+        "dft": {"engine": "cp2k", "versions": p["versions"], "basis": settings.basis, "xc": settings.xc,
+                "kmesh": p["settings"]["kmesh"], "ecut_Ry": p["settings"]["ecut_Ry"],
+                "rel_cutoff_Ry": settings.rel_cutoff, "smearing_eV": settings.smearing,
+                "eps_scf_Ha": settings.eps_scf, "scf_cycles": p["scf"]["cycles"], "converged": p["scf"]["converged"],
+                "energy_eV": p["scf"]["energy_eV"],
+                "check_vs_cp2k_bands_meV": p["check_vs_cp2k_bands"]["max_band_error_meV"]},
+        "perturbation": entry_json.get("perturbation", {}),
+        "structure_sha256": hashlib.sha256(np.round(np.concatenate([pos.ravel(), cell.ravel()]), 8).tobytes()).hexdigest()[:16],
+    }
+    data = {"symbols": box.get_chemical_symbols(), "cell": cell, "positions": pos, "pbc": np.asarray(box.pbc),
+            "fermi_eV": ham.fermi_level, "n_electrons": ham.n_electrons, "basis": settings.basis,
+            "keys": np.array(keys, dtype=np.int32).reshape(-1, 5), "H": values}
+    return {"id": sid, "ok": True, "data": data, "record": record}
+
+
+def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, progress: bool = True,
+          retry_failed: bool = False, limit: int | None = None) -> dict:
+    """Run (or resume) the build of ``recipe_path`` into the dataset folder ``out``."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    recipe = load_recipe(recipe_path)
+    entries, skipped = plan(recipe)
+    store = DatasetStore(out)
+    store.create(recipe)
+    recovered = store.recover()
+    if recovered:
+        log.warning("recovered after an interruption: %s", recovered)
+    store.consolidate(force=True)  # pack what a previous run staged
+    done, failed = store.done_ids(), store.failed_ids()
+    if retry_failed:
+        for sid in list(store.manifest["failures"]):
+            store.manifest["failures"].pop(sid)
+        failed = set()
+    todo = [e for e in entries if e.id not in done and e.id not in failed]
+    if limit is not None:
+        todo = todo[:limit]
+    summary = {"planned": len(entries), "skipped_by_plan": len(skipped), "already_done": len(done & {e.id for e in entries}),
+               "already_failed": len(failed), "submitted": len(todo), "done": 0, "failed": 0}
+    if not todo:
+        return summary
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               memory_limit=0, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    run_token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # which invocation computed a structure
+    dft = dict(recipe.dft)
+    store_opts = DEFAULT_STORE | recipe.store
+    # the largest structures first would balance better; keep the plan order so ids finish predictably
+    futures = [client.submit(compute, e.to_json(), dft, store_opts, key=f"dft-{e.id}", pure=False) for e in todo]
+    bar = tqdm(total=len(todo), desc=f"DFT ({workers if not scheduler else 'remote'} workers)", unit="structure",
+               disable=not progress, smoothing=0.05)
+    try:
+        for fut in as_completed(futures):
+            res = fut.result()
+            res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            store.stage(res)
+            summary["done" if res["ok"] else "failed"] += 1
+            bar.set_postfix(done=summary["done"], failed=summary["failed"])
+            bar.update(1)
+            store.consolidate()
+        store.consolidate(force=True)
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return summary
+
+
+def split_ids(ids: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0, groups: dict[str, str] | None = None,
+              holdout: set[str] | None = None) -> dict[str, list[str]]:
+    """Deterministic train/validation/test split by structure.
+
+    ``groups`` maps id -> group (prototype, composition): whole groups go to one split, so a split by
+    prototype tests out-of-distribution generalization. ``holdout`` groups go entirely to test.
+    The assignment depends only on the ids (hash with ``seed``), not on their order or count.
+    """
+    keyed = {}
+    for sid in ids:
+        g = groups.get(sid, sid) if groups else sid
+        keyed.setdefault(g, []).append(sid)
+    out = {"train": [], "validation": [], "test": []}
+    edges = np.cumsum(fractions) / np.sum(fractions)
+    for g, members in keyed.items():
+        if holdout and g in holdout:
+            out["test"] += members
+            continue
+        u = int(hashlib.sha256(f"{seed}:{g}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        name = ("train", "validation", "test")[int(np.searchsorted(edges, u, side="right"))]
+        out[name] += members
+    return {k: sorted(v) for k, v in out.items()}

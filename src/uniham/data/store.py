@@ -1,0 +1,286 @@
+"""The dataset store: compressed HDF5 shards + a JSON manifest, written so that nothing is ever lost.
+
+Layout of a dataset folder::
+
+    manifest.json          recipe, shards (sha256, bytes, count), one record per structure, failures
+    recipe.toml            the recipe it was built from
+    shards/shard-00000.h5  one group per structure (see below), <= ~16 MB each
+    staging/<id>.h5        finished structures not yet packed into a shard
+    staging/<id>.fail.json failures not yet recorded in the manifest
+
+Every file appears by an atomic rename of a fully written, fsynced temporary file. A structure is done
+as soon as its staging file exists; packing writes a new shard, then the manifest, then deletes the
+staged files. A kill at any moment leaves either an orphan shard (not in the manifest: deleted on
+recovery, its structures are still staged) or staged files already in the manifest (deleted on
+recovery). Nothing finished is lost or redone, and no shard is ever half-written.
+
+One structure (HDF5 group named by its id):
+    attrs  symbols (JSON), cell (3,3) A, positions (n,3) A, pbc (3,), fermi_eV, n_electrons, basis
+    keys   (nb, 5) int32  R1 R2 R3 i j (0-based atoms), only the half i < j, or i == j with R >= 0
+           (lexicographically); the other half is H_ji(-R) = H_ij(R)^T
+    H      (sum of block sizes,) float32, eV, blocks concatenated row-major in key order
+S is not stored: it is recomputed from the CP2K basis definition by PySCF integrals
+(:func:`uniham.dft.cp2k_basis.overlap_blocks`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from uniham.errors import UnihamError
+
+SHARD_TARGET_BYTES = 16 * 2 ** 20
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2 ** 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def half_keys(keys) -> list[tuple]:
+    """The stored half of a Hermitian set of blocks: i < j, or i == j and R >= 0 lexicographically."""
+    return [k for k in keys if k[3] < k[4] or (k[3] == k[4] and tuple(k[:3]) >= (0, 0, 0))]
+
+
+def write_group(h5, gid: str, data: dict) -> None:
+    """Write one structure (dict from :func:`uniham.data.build.compute`) as group ``gid`` of an open file."""
+    g = h5.create_group(gid)
+    for name in ("cell", "positions", "pbc"):
+        g.attrs[name] = np.asarray(data[name])
+    g.attrs["symbols"] = json.dumps(data["symbols"])
+    g.attrs["fermi_eV"] = data["fermi_eV"]
+    g.attrs["n_electrons"] = data["n_electrons"]
+    g.attrs["basis"] = data["basis"]
+    g.create_dataset("keys", data=np.asarray(data["keys"], dtype=np.int32), compression="gzip", shuffle=True)
+    g.create_dataset("H", data=np.asarray(data["H"], dtype=np.float32), compression="gzip", compression_opts=6,
+                     shuffle=True)
+
+
+def read_group(g) -> dict:
+    return {"symbols": json.loads(g.attrs["symbols"]), "cell": g.attrs["cell"], "positions": g.attrs["positions"],
+            "pbc": g.attrs["pbc"], "fermi_eV": float(g.attrs["fermi_eV"]),
+            "n_electrons": float(g.attrs["n_electrons"]), "basis": str(g.attrs["basis"]),
+            "keys": g["keys"][()], "H": g["H"][()]}
+
+
+class DatasetStore:
+    """A dataset folder (see module docstring)."""
+
+    def __init__(self, root) -> None:
+        self.root = Path(root)
+        self.shards = self.root / "shards"
+        self.staging = self.root / "staging"
+        self.manifest_path = self.root / "manifest.json"
+        self._manifest: dict | None = None
+
+    # ------------------------------------------------------------------ manifest
+    @property
+    def manifest(self) -> dict:
+        if self._manifest is None:
+            if not self.manifest_path.exists():
+                raise UnihamError(f"{self.root}: not a uniham dataset (no manifest.json)")
+            try:
+                self._manifest = json.loads(self.manifest_path.read_text())
+            except json.JSONDecodeError as exc:
+                raise UnihamError(f"{self.manifest_path}: corrupt manifest: {exc}") from None
+        return self._manifest
+
+    def _save_manifest(self) -> None:
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1).encode())
+
+    def create(self, recipe) -> None:
+        """Create the folder for ``recipe`` or check that an existing one was built from the same recipe."""
+        if self.manifest_path.exists():
+            if self.manifest["recipe_hash"] != recipe.hash:
+                raise UnihamError(f"{self.root} was built from another recipe (hash {self.manifest['recipe_hash']} "
+                                  f"!= {recipe.hash}); use a new --out folder")
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.shards.mkdir(exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
+        atomic_write_bytes(self.root / "recipe.toml", recipe.text.encode())
+        self._manifest = {"format": "uniham-dataset-1", "recipe": recipe.name, "recipe_hash": recipe.hash,
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "shards": {}, "structures": {},
+                          "failures": {}}
+        self._save_manifest()
+
+    # ------------------------------------------------------------------ recovery and status
+    def recover(self) -> dict:
+        """Make the folder consistent after a kill: drop temporaries, orphan shards and packed staging files."""
+        self.shards.mkdir(exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
+        removed = Counter()
+        for tmp in [*self.root.glob("*.tmp"), *self.shards.glob("*.tmp"), *self.staging.glob("*.tmp")]:
+            tmp.unlink()
+            removed["temporary"] += 1
+        for shard in self.shards.glob("shard-*.h5"):
+            if shard.name not in self.manifest["shards"]:
+                shard.unlink()
+                removed["orphan shard"] += 1
+        for f in self.staging.iterdir():
+            sid = f.name.split(".")[0]
+            if sid in self.manifest["structures"] or sid in self.manifest["failures"]:
+                f.unlink()
+                removed["already packed"] += 1
+        return dict(removed)
+
+    def staged(self) -> tuple[set[str], set[str]]:
+        ok = {f.name[:-3] for f in self.staging.glob("*.h5")}
+        failed = {f.name[:-10] for f in self.staging.glob("*.fail.json")}
+        return ok, failed
+
+    def done_ids(self) -> set[str]:
+        return set(self.manifest["structures"]) | self.staged()[0]
+
+    def failed_ids(self) -> set[str]:
+        return set(self.manifest["failures"]) | self.staged()[1]
+
+    # ------------------------------------------------------------------ writing
+    def stage(self, result: dict) -> None:
+        """Persist one finished structure (or failure) atomically."""
+        import h5py
+
+        sid = result["id"]
+        if not result["ok"]:
+            atomic_write_bytes(self.staging / f"{sid}.fail.json", json.dumps(result["record"]).encode())
+            return
+        tmp = self.staging / f"{sid}.h5.tmp"
+        with h5py.File(tmp, "w") as h5:
+            write_group(h5, sid, result["data"])
+            h5.attrs["record"] = json.dumps(result["record"])
+        _fsync_file(tmp)
+        os.replace(tmp, self.staging / f"{sid}.h5")
+
+    def consolidate(self, force: bool = False, target_bytes: int = SHARD_TARGET_BYTES) -> int:
+        """Pack staged structures into new shards (once they fill one, or always with ``force``)."""
+        import h5py
+
+        ok_files = sorted(self.staging.glob("*.h5"))
+        fail_files = sorted(self.staging.glob("*.fail.json"))
+        total = sum(f.stat().st_size for f in ok_files)
+        if not force and total < target_bytes:
+            return 0
+        packed = 0
+        while ok_files:
+            batch, size = [], 0
+            while ok_files and (size < target_bytes or not batch):
+                f = ok_files.pop(0)
+                batch.append(f)
+                size += f.stat().st_size
+            name = f"shard-{len(self.manifest['shards']):05d}.h5"
+            while (self.shards / name).exists():  # an orphan not yet recovered: never overwrite
+                name = name.replace(".h5", "b.h5")
+            tmp = self.shards / (name + ".tmp")
+            records = {}
+            with h5py.File(tmp, "w") as out:
+                for f in batch:
+                    with h5py.File(f, "r") as src:
+                        sid = f.name[:-3]
+                        src.copy(src[sid], out, name=sid)
+                        records[sid] = json.loads(src.attrs["record"]) | {"shard": name}
+            _fsync_file(tmp)
+            os.replace(tmp, self.shards / name)
+            self.manifest["shards"][name] = {"sha256": sha256(self.shards / name), "bytes": (self.shards / name).stat().st_size,
+                                             "n_structures": len(batch)}
+            self.manifest["structures"].update(records)
+            self._save_manifest()
+            for f in batch:
+                f.unlink()
+            packed += len(batch)
+        if fail_files:
+            for f in fail_files:
+                rec = json.loads(f.read_text())
+                self.manifest["failures"][f.name[:-10]] = rec
+            self._save_manifest()
+            for f in fail_files:
+                f.unlink()
+        return packed
+
+    # ------------------------------------------------------------------ reading
+    def ids(self) -> list[str]:
+        return sorted(self.manifest["structures"])
+
+    def load_raw(self, sid: str) -> dict:
+        import h5py
+
+        rec = self.manifest["structures"].get(sid)
+        if rec is None:
+            staged = self.staging / f"{sid}.h5"
+            if staged.exists():
+                with h5py.File(staged, "r") as h5:
+                    return read_group(h5[sid])
+            raise UnihamError(f"{self.root}: no structure {sid!r} (see `uniham dataset info`)")
+        with h5py.File(self.shards / rec["shard"], "r") as h5:
+            return read_group(h5[sid])
+
+    def load(self, sid: str, with_overlap: bool = True):
+        """The structure as a :class:`uniham.hamiltonian.Hamiltonian` (both halves; S from PySCF integrals)."""
+        from ase import Atoms
+
+        from uniham.dft.cp2k_basis import load_basis, overlap_blocks
+        from uniham.hamiltonian import Hamiltonian
+
+        d = self.load_raw(sid)
+        atoms = Atoms(d["symbols"], positions=d["positions"], cell=d["cell"], pbc=d["pbc"])
+        bases = {x: load_basis(x, d["basis"]) for x in dict.fromkeys(d["symbols"])}
+        dims = [bases[x].orbital_basis().dim for x in d["symbols"]]
+        H, start = {}, 0
+        for k in map(tuple, d["keys"].tolist()):
+            n = dims[k[3]] * dims[k[4]]
+            H[k] = d["H"][start:start + n].reshape(dims[k[3]], dims[k[4]]).astype(np.float64)
+            start += n
+        for k, b in list(H.items()):
+            H.setdefault((-k[0], -k[1], -k[2], k[4], k[3]), b.T)
+        S = overlap_blocks(d["symbols"], atoms.positions, atoms.cell.array, bases, list(H)) if with_overlap else \
+            {k: np.zeros_like(b) for k, b in H.items()}
+        basis = {x: b.orbital_basis() for x, b in bases.items()}
+        ham = Hamiltonian(atoms, basis, H, S, d["fermi_eV"], d["n_electrons"], False)
+        ham.provenance = {"dataset": str(self.root), "id": sid} | self.manifest["structures"].get(sid, {})
+        return ham
+
+    def info(self) -> dict:
+        recs = self.manifest["structures"]
+        per_el, per_src = Counter(), Counter()
+        for r in recs.values():
+            for x in set(r["elements"]):
+                per_el[x] += 1
+            per_src[r["source"]] += 1
+        ok_staged, fail_staged = self.staged()
+        return {"path": str(self.root), "recipe": self.manifest["recipe"], "recipe_hash": self.manifest["recipe_hash"],
+                "n_structures": len(recs), "n_staged": len(ok_staged),
+                "n_failed": len(self.manifest["failures"]) + len(fail_staged),
+                "elements": dict(sorted(per_el.items())), "n_elements": len(per_el), "sources": dict(per_src),
+                "n_shards": len(self.manifest["shards"]),
+                "bytes": sum(s["bytes"] for s in self.manifest["shards"].values()),
+                "bytes_per_structure": (sum(s["bytes"] for s in self.manifest["shards"].values()) / max(1, len(recs))),
+                "failure_reasons": dict(Counter(r["reason"][:80] for r in self.manifest["failures"].values())),
+                "dft_wall_s_total": round(sum(r.get("wall_s", 0.0) for r in recs.values()), 1)}
+
+    def verify(self) -> list[str]:
+        """Checksums of all shards against the manifest; returns the names that do not match."""
+        return [n for n, s in self.manifest["shards"].items()
+                if not (self.shards / n).exists() or sha256(self.shards / n) != s["sha256"]]

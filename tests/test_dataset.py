@@ -1,0 +1,152 @@
+"""Dataset recipes, the Dask builder and the store: determinism, kill -9 and resume, export, splits."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from uniham.data.build import split_ids
+from uniham.data.recipe import load_recipe, plan, plan_json
+from uniham.data.store import DatasetStore
+from uniham.errors import UnihamError
+
+TINY = Path(__file__).parent / "data" / "tiny_recipe.toml"
+
+RICH = """
+name = "rich"
+seed = 3
+elements = ["H", "B", "C", "N", "O", "Na", "Mg", "Al", "Si", "S", "Cl", "Ti", "Cu", "Zn", "Ga", "As", "Mo", "Se"]
+[limits]
+max_atoms = 6
+[[sources]]
+kind = "elements"
+copies = 1
+strain = 0.03
+rattle = [0.02, 0.1]
+supercells = [[1, 1, 1], [2, 1, 1]]
+[[sources]]
+kind = "prototypes"
+max_atoms = 2
+per_prototype = 2
+copies = 1
+rattle = 0.05
+[[sources]]
+kind = "molecules"
+names = ["H2O", "CH4", "NH3", "LiF"]
+[[sources]]
+kind = "layers"
+metals = ["Mo"]
+chalcogens = ["S", "Se"]
+pairs = [["B", "N"]]
+copies = 1
+rattle = 0.03
+"""
+
+
+def test_same_recipe_same_plan(tmp_path):
+    p = tmp_path / "rich.toml"
+    p.write_text(RICH)
+    r1, r2 = load_recipe(p), load_recipe(p)
+    (e1, s1), (e2, s2) = plan(r1), plan(r2)
+    assert plan_json(r1, e1, s1) == plan_json(r2, e2, s2)
+    assert len(e1) > 40 and {e.source for e in e1} == {"elements", "prototypes", "molecules", "layers"}
+    assert any("LiF" == s["label"] for s in s1)  # Li not in the recipe: skipped with a reason
+    layer = next(e for e in e1 if e.source == "layers")
+    assert tuple(layer.atoms.pbc) == (True, True, False)
+    # another seed gives other perturbations
+    p2 = tmp_path / "rich2.toml"
+    p2.write_text(RICH.replace("seed = 3", "seed = 4"))
+    e3, _ = plan(load_recipe(p2))
+    assert [e.id for e in e3] != [e.id for e in e1] or any(
+        not np.allclose(a.atoms.positions, b.atoms.positions) for a, b in zip(e1, e3))
+
+
+def test_bad_recipes(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text("name = 'x'\n[[sources]]\nkind = 'nonsense'\n")
+    with pytest.raises(UnihamError, match="source kind"):
+        load_recipe(p)
+    p.write_text("name = [\n")
+    with pytest.raises(UnihamError, match="not a valid TOML"):
+        load_recipe(p)
+
+
+def _build(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "uniham.cli", "dataset", "build", str(TINY), "--out", str(out),
+                             "--workers", "1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _records(store: DatasetStore) -> dict:
+    import h5py
+
+    recs = {k: v for k, v in store.manifest["structures"].items()}
+    for f in store.staging.glob("*.h5"):
+        with h5py.File(f) as h5:
+            recs[f.name[:-3]] = json.loads(h5.attrs["record"])
+    return recs
+
+
+def test_kill_9_and_resume(cp2k, tmp_path):
+    out = tmp_path / "ds"
+    proc = _build(out)
+    deadline = time.time() + 300
+    store = DatasetStore(out)
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if (out / "staging").exists() and len(list((out / "staging").glob("*.h5"))) >= 2:
+            break
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner, its Dask workers and CP2K
+    proc.wait()
+    store = DatasetStore(out)
+    before = _records(store)
+    assert len(before) >= 2
+    proc = _build(out)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    store = DatasetStore(out)
+    after = store.manifest["structures"]
+    entries, _ = plan(load_recipe(TINY))
+    assert set(after) | set(store.manifest["failures"]) == {e.id for e in entries}  # nothing lost
+    for sid, rec in before.items():  # nothing redone: same run token and finish time
+        assert after[sid]["run"] == rec["run"] and after[sid]["finished"] == rec["finished"]
+    assert len({r["run"] for r in after.values()}) == 2
+    assert store.verify() == [] and not list(store.staging.iterdir())
+    assert sum(s["n_structures"] for s in store.manifest["shards"].values()) == len(after)
+    # a third run has nothing to do
+    proc = _build(out)
+    outp, err = proc.communicate(timeout=300)
+    assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 0
+
+    # export: a DeepH-dock folder, both halves, S from PySCF integrals, positive definite S(k)
+    from uniham.io import read_hamiltonian
+
+    sid = next(s for s in after if s.startswith("el-Si"))
+    subprocess.run([sys.executable, "-m", "uniham.cli", "dataset", "export", str(out), sid, "-o",
+                    str(tmp_path / "si")], check=True, capture_output=True)
+    ham = read_hamiltonian(tmp_path / "si")
+    assert ham.hermiticity_error("H") < 1e-6 and ham.hermiticity_error("S") < 1e-12
+    assert np.linalg.eigvalsh(ham.Sk([0.1, 0.2, 0.3])).min() > 0
+    info = json.loads(subprocess.run([sys.executable, "-m", "uniham.cli", "dataset", "info", str(out), "--json"],
+                                     check=True, capture_output=True).stdout)
+    assert info["n_structures"] == len(after) and info["elements"]["Si"] >= 2 and "n_failed" in info
+
+
+def test_splits_deterministic_and_grouped():
+    ids = [f"s{i}" for i in range(200)]
+    a = split_ids(ids, seed=1)
+    assert a == split_ids(list(reversed(ids)), seed=1)
+    assert sorted(a["train"] + a["validation"] + a["test"]) == sorted(ids)
+    assert 130 < len(a["train"]) < 190
+    groups = {s: f"g{int(s[1:]) % 7}" for s in ids}
+    b = split_ids(ids, seed=1, groups=groups, holdout={"g3"})
+    for name, members in b.items():
+        for g in {groups[s] for s in members}:
+            assert all(groups[s] != g for other, m in b.items() if other != name for s in m)
+    assert {groups[s] for s in b["test"]} >= {"g3"}
