@@ -150,3 +150,23 @@ def test_splits_deterministic_and_grouped():
         for g in {groups[s] for s in members}:
             assert all(groups[s] != g for other, m in b.items() if other != name for s in m)
     assert {groups[s] for s in b["test"]} >= {"g3"}
+
+
+def test_h_encoding_precision(tmp_path):
+    """H is stored to 1e-5 eV (scale-offset) whatever its magnitude; keys and metadata exactly."""
+    import h5py
+
+    from uniham.data.store import read_group, write_group
+
+    rng = np.random.default_rng(0)
+    h = np.concatenate([rng.normal(0, 20, 500), rng.normal(0, 1e-3, 500), [0.0, -87.123456, 1e-7]])
+    data = {"symbols": ["Si", "C"], "cell": np.eye(3) * 4, "positions": np.zeros((2, 3)), "pbc": np.ones(3, bool),
+            "fermi_eV": 1.5, "n_electrons": 8.0, "basis": "DZVP-MOLOPT-SR-GTH",
+            "keys": np.arange(10).reshape(2, 5), "H": h}
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        write_group(f, "a", data)
+    with h5py.File(tmp_path / "x.h5") as f:
+        back = read_group(f["a"])
+    # 5e-6 rounding plus two float32 roundings (3.8e-6 each at |H| ~ 90 eV)
+    assert np.abs(back["H"] - h).max() <= 1.3e-5
+    assert (back["keys"] == data["keys"]).all() and back["symbols"] == ["Si", "C"]

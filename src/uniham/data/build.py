@@ -95,6 +95,8 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
             store.manifest["failures"].pop(sid)
         failed = set()
     todo = [e for e in entries if e.id not in done and e.id not in failed]
+    # copies last: every element/prototype gets its ideal structure before any second copy
+    todo.sort(key=lambda e: int(e.id.rsplit("-", 1)[1]) if e.id.rsplit("-", 1)[1].isdigit() else 0)
     if limit is not None:
         todo = todo[:limit]
     summary = {"planned": len(entries), "skipped_by_plan": len(skipped), "already_done": len(done & {e.id for e in entries}),

@@ -224,12 +224,13 @@ def _prototype_source(recipe: Recipe, src: dict, rng, skipped: list) -> list[Ent
         s = proto["structure"]
         species = sorted({str(sp) for sp in s.species})
         counts = [sum(1 for sp in s.species if str(sp) == x) for x in species]
-        made, tries = 0, 0
+        made, tries, picked = 0, 0, set()
         while made < int(src.get("per_prototype", 3)) and tries < 200:
             tries += 1
-            pick = list(rng.choice(pool, size=len(species), replace=False)) if len(pool) >= len(species) else None
-            if pick is None or not _balanced(list(zip(pick, counts))):
+            pick = [str(x) for x in rng.choice(pool, size=len(species), replace=False)] if len(pool) >= len(species) else None
+            if pick is None or tuple(pick) in picked or not _balanced(list(zip(pick, counts))):
                 continue
+            picked.add(tuple(pick))
             sub = s.copy()
             sub.replace_species({sp: el for sp, el in zip(species, pick)})
             atoms = _covalent_scale(AseAtomsAdaptor.get_atoms(sub))

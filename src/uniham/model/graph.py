@@ -1,0 +1,100 @@
+"""Graphs of structures and their Hamiltonian targets, in the network's universal layout.
+
+Nodes are atoms (on-site blocks H_ii(0)); edges are the directed pairs (i, j, R) with
+0 < |tau_j + R - tau_i| <= cutoff (off-site blocks H_ij(R)), found with ASE's linear-scaling cell-list
+neighbour search, periodic images included; crystals, slabs and molecules alike (non-periodic axes
+have no images). Every edge has its reverse (j, i, -R), whose index is stored for symmetrization.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from uniham.model.layout import Layout
+
+
+def neighbor_graph(atoms: Atoms, cutoff: float) -> dict[str, np.ndarray]:
+    """{"i", "j" (E,), "shift" (E, 3) int, "vec" (E, 3) A, "reverse" (E,)} sorted by (i, j, shift)."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    cell = atoms.cell.array
+    if not atoms.pbc.all() and abs(np.linalg.det(cell)) < 1e-6:
+        from uniham.structure import ensure_box
+
+        cell = ensure_box(atoms).cell.array
+    i, j, shift = primitive_neighbor_list("ijS", atoms.pbc, cell, atoms.positions, cutoff, self_interaction=False)
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
+    i, j, shift = i[order], j[order], shift[order].astype(np.int64)
+    vec = atoms.positions[j] + shift @ cell - atoms.positions[i]
+    index = {(a, b, *s): e for e, (a, b, s) in enumerate(zip(i.tolist(), j.tolist(), shift.tolist()))}
+    reverse = np.array([index[(b, a, -s[0], -s[1], -s[2])] for a, b, s in zip(i.tolist(), j.tolist(), shift.tolist())],
+                       dtype=np.int64)
+    return {"i": i, "j": j, "shift": shift, "vec": vec, "reverse": reverse}
+
+
+def structure_graph(atoms: Atoms, cutoff: float, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    g = neighbor_graph(atoms, cutoff)
+    return {"z": torch.tensor(atoms.numbers, dtype=torch.long),
+            "edge_index": torch.tensor(np.stack([g["i"], g["j"]]), dtype=torch.long),
+            "shift": torch.tensor(g["shift"]), "vec": torch.tensor(g["vec"], dtype=dtype),
+            "reverse": torch.tensor(g["reverse"]), "n_nodes": len(atoms)}
+
+
+def targets(ham, graph: dict, layout: Layout, dtype=torch.float32, with_overlap: bool = True) -> dict:
+    """Blocks of a :class:`uniham.hamiltonian.Hamiltonian` on the graph, in the universal layout.
+
+    Returns h_site (N, U, U), h_edge (E, U, U), masks (True where the element pair has the orbital and
+    the block exists in the data), and s_site/s_edge when ``with_overlap``.
+    """
+    u = layout.dim
+    symbols = ham.atoms.get_chemical_symbols()
+    index = {x: layout.element_index(b) for x, b in ham.basis.items()}
+    n = len(symbols)
+    i, j = graph["edge_index"].numpy()
+    shift = graph["shift"].numpy()
+    out = {k: np.zeros(shape, dtype=np.float32 if k[0] in "hs" else bool)
+           for k, shape in (("h_site", (n, u, u)), ("h_edge", (len(i), u, u)), ("s_site", (n, u, u)),
+                            ("s_edge", (len(i), u, u)), ("m_site", (n, u, u)), ("m_edge", (len(i), u, u)))}
+
+    def put(kind: str, slot: int, key, a: int, b: int) -> None:
+        blk = ham.H.get(key)
+        if blk is None:
+            return
+        ia, ib = index[symbols[a]], index[symbols[b]]
+        out[f"h_{kind}"][slot][np.ix_(ia, ib)] = blk
+        out[f"m_{kind}"][slot][np.ix_(ia, ib)] = True
+        if with_overlap:
+            out[f"s_{kind}"][slot][np.ix_(ia, ib)] = ham.S.get(key, 0.0)
+
+    for a in range(n):
+        put("site", a, (0, 0, 0, a, a), a, a)
+    for e, (a, b, s) in enumerate(zip(i, j, shift)):
+        put("edge", e, (int(s[0]), int(s[1]), int(s[2]), int(a), int(b)), a, b)
+    res = {k: torch.tensor(v) for k, v in out.items() if with_overlap or not k.startswith("s_")}
+    return {k: (v.to(dtype) if v.dtype.is_floating_point else v) for k, v in res.items()}
+
+
+def collate(samples: list[dict]) -> dict:
+    """Concatenate graphs (and targets) into one batch; ``batch`` gives each node's structure."""
+    out: dict = {}
+    offset, eoff = 0, 0
+    parts: dict[str, list] = {}
+    batch = []
+    for n, s in enumerate(samples):
+        nn_, ne = s["n_nodes"], s["edge_index"].shape[1]
+        parts.setdefault("edge_index", []).append(s["edge_index"] + offset)
+        parts.setdefault("reverse", []).append(s["reverse"] + eoff)
+        for k in ("z", "vec", "shift", "h_site", "h_edge", "s_site", "s_edge", "m_site", "m_edge"):
+            if k in s:
+                parts.setdefault(k, []).append(s[k])
+        batch.append(torch.full((nn_,), n, dtype=torch.long))
+        offset += nn_
+        eoff += ne
+    for k, v in parts.items():
+        out[k] = torch.cat(v, dim=1 if k == "edge_index" else 0)
+    out["batch"] = torch.cat(batch)
+    out["edge_batch"] = out["batch"][out["edge_index"][0]]
+    out["n_structures"] = len(samples)
+    out["n_nodes"] = offset
+    return out

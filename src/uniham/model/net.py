@@ -1,0 +1,262 @@
+"""The Hamiltonian network: graph in, every H block out, exactly E(3)-equivariant.
+
+``kind = "so2"`` (default): DeepH-2-style message passing in edge-aligned local frames. Per layer and
+edge (i <- j, vector r = tau_j + R - tau_i): rotate x_i, x_j into the edge frame, scale them by a
+radial/species MLP, mix them with an SO(2) convolution (:class:`uniham.model.so2.SO2Linear`, O(L^3)),
+rotate back, weight by a multi-head attention over the neighbours of i (logits from the natural
+scalars of the message, smoothly switched off by the cutoff envelope), sum, update the node with a
+residual per-degree linear, an equivariant RMS norm and a gated nonlinearity.
+
+``kind = "e3"``: the DeepH-E3-like baseline for side-by-side comparisons: the same layers, but the
+message is a full Clebsch-Gordan tensor product of x_j with the spherical harmonics of r (e3nn,
+per-edge weights from the radial MLP, O(L^6)), no local frames.
+
+Heads: the off-site block of edge (i, j, R) is the output of a last SO(2) convolution of (x_i, x_j)
+(or of a tensor product for "e3"), as irreps (L, s) combined by Clebsch-Gordan coefficients
+(:class:`uniham.model.layout.BlockAssembler`); the on-site block of atom i comes from x_i and an
+envelope-weighted sum of edge-frame outputs rotated back. Hermiticity H_ji(-R) = H_ij(R)^T is imposed
+by averaging every edge's block with the transpose of its reverse edge.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from uniham.model.layout import BlockAssembler, Layout
+from uniham.model.so2 import (
+    DegreeLinear,
+    EquivariantNorm,
+    Gate,
+    SO2Linear,
+    degree_of_component,
+    edge_wigner,
+    n_components,
+    rotate,
+)
+
+N_ELEMENTS = 87  # embedding rows: Z = 0..86
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "so2"  # "so2" or "e3"
+    cutoff: float = 8.0  # Angstrom: edges (and predicted off-site blocks) within this distance
+    lmax: int = 4
+    mmax: int = 4  # |m| kept in the SO(2) convolutions
+    channels: int = 32
+    layers: int = 3
+    heads: int = 4
+    n_rbf: int = 16
+    radial_hidden: int = 64
+    layout: tuple = ((0, 3), (1, 2), (2, 2), (3, 1))  # shell slots {l: count}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layout"] = [list(x) for x in self.layout]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        if "layout" in d:
+            d["layout"] = tuple(tuple(int(v) for v in x) for x in d["layout"])
+        return cls(**d)
+
+
+def envelope(d: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Smooth cutoff: (1 + cos(pi d / rc)) / 2 for d < rc, zero beyond; C1-continuous at rc."""
+    return torch.where(d < cutoff, 0.5 * (torch.cos(math.pi * d / cutoff) + 1.0), torch.zeros_like(d))
+
+
+class RadialBasis(nn.Module):
+    """Gaussian radial basis on [0, cutoff]."""
+
+    def __init__(self, n: int, cutoff: float) -> None:
+        super().__init__()
+        self.register_buffer("centers", torch.linspace(0.0, cutoff, n))
+        self.width = cutoff / n
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-((d[:, None] - self.centers) / self.width) ** 2)
+
+
+def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int, weight: torch.Tensor) -> torch.Tensor:
+    """softmax of logits (E, H) over edges with the same target, each term multiplied by weight (E,)."""
+    mx = torch.full((n, logits.shape[1]), -torch.inf, dtype=logits.dtype, device=logits.device)
+    mx = mx.scatter_reduce(0, index[:, None].expand_as(logits), logits, reduce="amax", include_self=True)
+    ex = torch.exp(logits - mx[index]) * weight[:, None]
+    den = torch.zeros_like(mx).index_add_(0, index, ex)
+    return ex / (den[index] + 1e-9)
+
+
+class MessageLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, l = cfg.channels, cfg.lmax
+        self.cfg = cfg
+        self.radial = nn.Sequential(nn.Linear(cfg.n_rbf + 2 * c, cfg.radial_hidden), nn.SiLU(),
+                                    nn.Linear(cfg.radial_hidden, (l + 1) * 2 * 2 * c))
+        if cfg.kind == "so2":
+            self.conv = SO2Linear(l, 2 * c, l, c, cfg.mmax)
+        else:
+            self.tp = _E3Message(cfg)
+        self.attn = nn.Linear(c, cfg.heads)
+        self.update = DegreeLinear(l, c, c)
+        self.norm = EquivariantNorm(l, c)
+        self.ffn_in = DegreeLinear(l, c, c)
+        self.gate = Gate(l, c)
+        self.ffn_out = DegreeLinear(l, c, c)
+
+    def forward(self, x, graph, edge_scal, wigner, env):
+        i, j = graph["edge_index"]
+        n, c, l = x.shape[0], self.cfg.channels, self.cfg.lmax
+        rad = self.radial(edge_scal).view(-1, l + 1, 2, 2 * c)[:, degree_of_component(l).to(x.device)]
+        if self.cfg.kind == "so2":
+            inp = torch.cat([rotate(x[j], wigner, True), rotate(x[i], wigner, True)], dim=-1) * rad
+            msg = rotate(self.conv(inp), wigner, False)
+        else:
+            msg = self.tp(torch.cat([x[j], x[i]], dim=-1) * rad, graph["sh"])
+        alpha = segment_softmax(self.attn(msg[:, 0, 0]), i, n, env)  # (E, heads)
+        msg = msg * alpha.repeat_interleave(c // self.cfg.heads, dim=1)[:, None, None, :]
+        agg = torch.zeros_like(x).index_add_(0, i, msg)
+        x = x + self.update(agg)
+        x = self.norm(x)
+        return x + self.ffn_out(self.gate(self.ffn_in(x)))
+
+
+class _E3Message(nn.Module):
+    """Full tensor product x (l <= lmax, natural + pseudo) (x) Y(r) (l <= lmax) -> l <= lmax (e3nn, uvu)."""
+
+    def __init__(self, cfg: ModelConfig, c_in: int | None = None, out_irreps=None) -> None:
+        super().__init__()
+        from e3nn import o3
+
+        self.cfg = cfg
+        c_in = c_in or 2 * cfg.channels
+        self.irreps_in = o3.Irreps([(c_in, (l, p)) for l in range(cfg.lmax + 1) for p in _parities(l)])
+        self.irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax)
+        self.irreps_out = out_irreps or o3.Irreps(
+            [(cfg.channels, (l, p)) for l in range(cfg.lmax + 1) for p in _parities(l)])
+        self.tp = o3.FullyConnectedTensorProduct(self.irreps_in, self.irreps_sh, self.irreps_out,
+                                                 shared_weights=True, internal_weights=True)
+
+    def forward(self, x: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+        return from_e3nn(self.tp(to_e3nn(x), sh), self.irreps_out)
+
+
+def _parities(l: int) -> list[int]:
+    return [(-1) ** l, -((-1) ** l)]  # natural (s = 0), pseudo (s = 1)
+
+
+def to_e3nn(x: torch.Tensor) -> torch.Tensor:
+    """(N, K, 2, C) -> e3nn flat layout of Irreps [(C, (l, p)) for l, for p natural then pseudo]."""
+    n, k, _, c = x.shape
+    lmax = int(math.isqrt(k)) - 1
+    parts = []
+    for l in range(lmax + 1):
+        for s in range(2):
+            parts.append(x[:, l * l:(l + 1) ** 2, s].transpose(1, 2).reshape(n, -1))  # (n, c * (2l+1)) mul-major
+    return torch.cat(parts, dim=1)
+
+
+def from_e3nn(flat: torch.Tensor, irreps) -> torch.Tensor:
+    """Inverse of :func:`to_e3nn` for irreps with equal multiplicity per (l, p)."""
+    n = flat.shape[0]
+    lmax = max(ir.l for _, ir in irreps)
+    c = irreps[0].mul
+    out = flat.new_zeros((n, n_components(lmax), 2, c))
+    start = 0
+    for mul, ir in irreps:
+        s = 0 if ir.p == (-1) ** ir.l else 1
+        size = mul * ir.dim
+        out[:, ir.l ** 2:(ir.l + 1) ** 2, s] = flat[:, start:start + size].view(n, mul, ir.dim).transpose(1, 2)
+        start += size
+    return out
+
+
+class HamiltonianNet(nn.Module):
+    """Structure graph -> on-site (N, U, U) and off-site (E, U, U) blocks in eV (uniham orbital order)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layout = Layout.from_counts(dict(cfg.layout))
+        c, l = cfg.channels, cfg.lmax
+        if c % cfg.heads:
+            raise ValueError("channels must be a multiple of heads")
+        self.embed = nn.Embedding(N_ELEMENTS, c)
+        self.rbf = RadialBasis(cfg.n_rbf, cfg.cutoff)
+        self.layers = nn.ModuleList([MessageLayer(cfg) for _ in range(cfg.layers)])
+        self.assembler = BlockAssembler(self.layout)
+        need = self.layout.out_irreps()
+        self.need = sorted(need.items())
+        self.lout = max(L for (L, _), _ in self.need)
+        self.cout = max(n for _, n in self.need)
+        self.head_radial = nn.Sequential(nn.Linear(cfg.n_rbf + 2 * c, cfg.radial_hidden), nn.SiLU(),
+                                         nn.Linear(cfg.radial_hidden, (l + 1) * 2 * 2 * c))
+        if cfg.kind == "so2":
+            self.edge_head = SO2Linear(l, 2 * c, self.lout, self.cout, cfg.mmax)
+            self.site_head = SO2Linear(l, 2 * c, self.lout, self.cout, cfg.mmax)
+        else:
+            from e3nn import o3
+
+            irr = o3.Irreps([(self.cout, (L, p)) for L in range(self.lout + 1) for p in _parities(L)])
+            self.edge_head = _E3Message(cfg, 2 * c, irr)
+            self.site_head = _E3Message(cfg, 2 * c, irr)
+        self.site_self = DegreeLinear(l, c, self.cout)
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        z, vec = graph["z"], graph["vec"]
+        i, j = graph["edge_index"]
+        n = z.shape[0]
+        d = vec.norm(dim=1)
+        env = envelope(d, cfg.cutoff)
+        emb = self.embed(z)
+        edge_scal = torch.cat([self.rbf(d) * env[:, None], emb[i], emb[j]], dim=1)
+        x = vec.new_zeros((n, n_components(cfg.lmax), 2, cfg.channels))
+        x[:, 0, 0] = emb
+        if cfg.kind == "so2":
+            wigner = edge_wigner(vec, max(cfg.lmax, self.lout))
+        else:
+            from e3nn import o3
+
+            wigner = None
+            graph = dict(graph, sh=o3.spherical_harmonics(list(range(cfg.lmax + 1)), vec, normalize=True))
+        for layer in self.layers:
+            x = layer(x, graph, edge_scal, wigner, env)
+        # heads
+        l = cfg.lmax
+        rad = self.head_radial(edge_scal).view(-1, l + 1, 2, 2 * cfg.channels)[:, degree_of_component(l).to(x.device)]
+        if cfg.kind == "so2":
+            inp = torch.cat([rotate(x[j], wigner, True), rotate(x[i], wigner, True)], dim=-1) * rad
+            out_edge = rotate(self.edge_head(inp), wigner, False)
+            out_site_e = rotate(self.site_head(inp), wigner, False)
+        else:
+            inp = torch.cat([x[j], x[i]], dim=-1) * rad
+            out_edge = self.edge_head(inp, graph["sh"])
+            out_site_e = self.site_head(inp, graph["sh"])
+        site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, out_site_e * env[:, None, None, None])
+        own = self.site_self(x)
+        site[:, :own.shape[1]] = site[:, :own.shape[1]] + own
+        h_edge = self.assembler(self._split(out_edge)) * self.scale
+        h_site = self.assembler(self._split(site)) * self.scale
+        # Hermiticity: H_ji(-R) = H_ij(R)^T
+        h_edge = 0.5 * (h_edge + h_edge[graph["reverse"]].transpose(1, 2))
+        h_site = 0.5 * (h_site + h_site.transpose(1, 2))
+        return h_site, h_edge
+
+    def _split(self, y: torch.Tensor) -> dict:
+        return {(L, s): y[:, L * L:(L + 1) ** 2, 0 if s == 1 else 1, :cnt] for (L, s), cnt in self.need}
+
+
+def build_model(cfg: ModelConfig | dict) -> HamiltonianNet:
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    if cfg.kind not in ("so2", "e3"):
+        raise ValueError(f"model kind {cfg.kind!r} is not 'so2' or 'e3'")
+    return HamiltonianNet(cfg)
