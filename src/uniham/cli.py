@@ -218,6 +218,44 @@ def cmd_dataset_split(args) -> None:
     print(", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; written to {args.output}")
 
 
+# ------------------------------------------------------------------------------------ network
+def cmd_train(args) -> None:
+    from uniham.model.train import train
+
+    res = train(args.config, resume=args.resume)
+    print(json.dumps(res))
+
+
+def cmd_predict(args) -> None:
+    from uniham.io import write_hamiltonian
+    from uniham.model.predict import predict
+    from uniham.structure import read_structure
+
+    ham = predict(read_structure(args.structure), args.model)
+    write_hamiltonian(ham, args.output, "deeph-dock")
+    p = ham.provenance
+    print(ham.summary())
+    if p["untrained_elements"]:
+        print(f"warning: the model saw no {', '.join(p['untrained_elements'])} in training")
+    print(f"network {p['timing']['network_s']:.2f} s, total {p['timing']['total_s']:.2f} s; written to {args.output}")
+
+
+def cmd_evaluate(args) -> None:
+    from uniham.model.evaluate import evaluate
+
+    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures")
+    print("per element (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_element_meV"].items()))
+    print("per orbital pair (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_orbital_pair_meV"].items()))
+    for b in res.get("bands", []):
+        print(f"bands {b['id']}: E_F +- 3 eV, max error {b['aligned_meV']:.2f} meV aligned, "
+              f"{b['absolute_meV']:.2f} meV absolute")
+    if args.json:
+        print(f"JSON: {args.json}")
+
+
 # ------------------------------------------------------------------------------------ info
 def cmd_info(args) -> None:
     from uniham.io import read_hamiltonian
@@ -322,6 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=cmd_dataset_split)
 
+    x = sub.add_parser("train", help="train the Hamiltonian network from a TOML config")
+    x.add_argument("config")
+    x.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    x.set_defaults(func=cmd_train)
+    x = sub.add_parser("predict", help="predict H(R) of a structure; S(R) from basis integrals")
+    x.add_argument("structure")
+    x.add_argument("--model", required=True, help="checkpoint (.pt)")
+    x.add_argument("-o", "--output", required=True)
+    x.set_defaults(func=cmd_predict)
+    x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")
+    x.add_argument("--model", required=True)
+    x.add_argument("--data", required=True, nargs="+", help="dataset folder(s) or DeepH-dock folder(s)")
+    x.add_argument("--json")
+    x.add_argument("--plots", help="folder for band-structure comparison plots")
+    x.add_argument("--bands", type=int, default=3, help="structures whose bands are compared")
+    x.set_defaults(func=cmd_evaluate)
+
     i = sub.add_parser("info", help="summary of a Hamiltonian file or folder")
     i.add_argument("src")
     i.add_argument("--from", dest="src_format", choices=READ_FORMATS)
@@ -341,6 +396,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("uniham: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `uniham dataset plan R | head`
+        sys.stderr.close()
+        return 0
     return 0
 
 

@@ -50,11 +50,11 @@ class Layout:
     counts: tuple[tuple[int, int], ...]  # ((l, n), ...) sorted by l
 
     @classmethod
-    def from_counts(cls, counts: dict[int, int]) -> "Layout":
+    def from_counts(cls, counts: dict[int, int]) -> Layout:
         return cls(tuple(sorted((int(l), int(n)) for l, n in counts.items() if n > 0)))
 
     @classmethod
-    def from_bases(cls, bases) -> "Layout":
+    def from_bases(cls, bases) -> Layout:
         counts: dict[int, int] = {}
         for b in bases:
             for l in set(b.shells):

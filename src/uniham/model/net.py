@@ -59,7 +59,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         if "layout" in d:
             d["layout"] = tuple(tuple(int(v) for v in x) for x in d["layout"])
@@ -154,7 +154,7 @@ def _parities(l: int) -> list[int]:
 def to_e3nn(x: torch.Tensor) -> torch.Tensor:
     """(N, K, 2, C) -> e3nn flat layout of Irreps [(C, (l, p)) for l, for p natural then pseudo]."""
     n, k, _, c = x.shape
-    lmax = int(math.isqrt(k)) - 1
+    lmax = math.isqrt(k) - 1
     parts = []
     for l in range(lmax + 1):
         for s in range(2):

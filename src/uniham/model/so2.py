@@ -44,7 +44,7 @@ def edge_wigner(vec: torch.Tensor, lmax: int) -> list[torch.Tensor]:
 def rotate(x: torch.Tensor, wigner: list[torch.Tensor], to_frame: bool) -> torch.Tensor:
     """Rotate x (E, K, 2, C) into (to_frame=True) or out of the edge frames."""
     out = []
-    lmax = int(math.isqrt(x.shape[1])) - 1
+    lmax = math.isqrt(x.shape[1]) - 1
     for l in range(lmax + 1):
         d = wigner[l]
         sl = x[:, l * l:(l + 1) * (l + 1)]

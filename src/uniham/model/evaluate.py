@@ -1,0 +1,66 @@
+"""``uniham evaluate``: H MAE (overall, per element, per orbital pair) and band comparisons DFT vs model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uniham.model.data import discover, load_samples
+from uniham.model.train import evaluate_samples, load_checkpoint, model_from_checkpoint
+
+
+def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None) -> dict:
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt)
+    model.eval()
+    gauge = gauge or ckpt["config"]["train"]["gauge"]
+    items = discover(data_paths)
+    samples = load_samples(items, model.cfg.cutoff, model.layout)
+    res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
+    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "bands": []}
+    for it in items[:n_bands]:
+        res["bands"].append(compare_bands(it, ckpt_path, plots))
+    return res
+
+
+def compare_bands(item, ckpt_path, plots=None) -> dict:
+    from uniham.model.predict import band_errors, predict
+
+    ref = item.load()
+    pred = predict(ref.atoms, ckpt_path, fermi=False)
+    out = {"id": item.id} | band_errors(pred, ref)
+    if plots:
+        _plot(ref, pred, Path(plots) / f"{item.id.replace('/', '_')}.png", out)
+    return out
+
+
+def _plot(ref, pred, png: Path, errs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from uniham.properties.kpath import auto_labels, build_path
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        kpts, _ = build_path(ref.atoms, auto_labels(ref.atoms), 60)
+    except Exception:  # noqa: BLE001 - molecules and odd cells: a straight line through the zone
+        kpts = np.linspace([0, 0, 0], [0.5, 0.5, 0.5], 60) * ref.atoms.pbc
+    er, ep = ref.eigenvalues(kpts), pred.eigenvalues(kpts)
+    ep = ep - errs["mean_shift_meV"] / 1000
+    ef = errs["fermi_ref_eV"]
+    x = np.arange(len(kpts))
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(x, er - ef, color="k", lw=1.2)
+    ax.plot(x, ep[:, :er.shape[1]] - ef, color="tab:red", lw=0.9, ls="--")
+    ax.plot([], [], color="k", label="DFT")
+    ax.plot([], [], color="tab:red", ls="--", label=f"model (aligned, max err {errs['aligned_meV']:.1f} meV)")
+    ax.set_ylim(-6, 6)
+    ax.set_ylabel("E - E_F (eV)")
+    ax.set_xticks([])
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)

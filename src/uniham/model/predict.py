@@ -1,0 +1,98 @@
+"""Prediction and evaluation with a trained checkpoint.
+
+``predict``: any structure -> every H block within the model cutoff (EMA weights), S(R) for the same
+blocks from the CP2K basis definition by PySCF integrals (no SCF), E_F by electron counting (GTH
+valence charges). The result is a :class:`uniham.hamiltonian.Hamiltonian` that ``uniham bands``,
+``dos`` and ``convert`` accept once written as a DeepH-dock folder.
+
+Energy zero: the network learns the DFT code's zero (average electrostatic potential = 0) when trained
+with ``gauge = "absolute"``; with ``gauge = "free"`` absolute energies are undetermined up to a constant
+times S, and only E_F-aligned bands are meaningful (``evaluate`` reports both).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from uniham.errors import UnihamError
+from uniham.hamiltonian import Hamiltonian
+from uniham.model.graph import structure_graph
+from uniham.model.train import load_checkpoint, model_from_checkpoint
+
+
+def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) -> Hamiltonian:
+    from ase.data import atomic_numbers
+
+    import uniham
+    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis, overlap_blocks
+    from uniham.properties.bands import resolve_fermi
+    from uniham.structure import ensure_box
+
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt).to(dtype)
+    model.eval()
+    family = ckpt.get("basis_family") or DEFAULT_BASIS
+    box = ensure_box(atoms)
+    symbols = box.get_chemical_symbols()
+    try:
+        bases = {x: load_basis(x, family) for x in dict.fromkeys(symbols)}
+    except UnihamError as exc:
+        raise UnihamError(f"the model's basis {family}: {exc}") from None
+    layout = model.layout
+    index = {}
+    for x, b in bases.items():
+        try:
+            index[x] = layout.element_index(b.orbital_basis())
+        except ValueError:
+            raise UnihamError(f"{x} ({b.orbital_basis()}) does not fit the model's orbital layout "
+                              f"{dict(layout.counts)}") from None
+    trained = {int(z) for z in ckpt.get("elements_seen", [])}
+    graph = structure_graph(box, model.cfg.cutoff, dtype)
+    with torch.no_grad():
+        hs, he = model(graph)
+    hs, he = hs.double().numpy(), he.double().numpy()
+    H = {}
+    for a, x in enumerate(symbols):
+        ia = index[x]
+        H[(0, 0, 0, a, a)] = hs[a][np.ix_(ia, ia)]
+    ei, ej = graph["edge_index"].numpy()
+    for e, (a, b, s) in enumerate(zip(ei, ej, graph["shift"].numpy())):
+        H[(int(s[0]), int(s[1]), int(s[2]), int(a), int(b))] = he[e][np.ix_(index[symbols[a]], index[symbols[b]])]
+    t_net = time.perf_counter() - t0
+    S = overlap_blocks(symbols, box.positions, box.cell.array, bases, list(H))
+    n_el = float(sum(bases[x].valence for x in symbols))
+    ham = Hamiltonian(box, {x: b.orbital_basis() for x, b in bases.items()}, H, S, None, n_el, False)
+    if fermi and ham.norb <= 3000:
+        ham.fermi_level = resolve_fermi(ham)[0]
+    ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
+                      "checkpoint": str(ckpt_path), "checkpoint_step": ckpt.get("step"),
+                      "model_config": ckpt["model_config"], "basis_family": family,
+                      "untrained_elements": sorted({x for x in symbols if trained and atomic_numbers[x] not in trained}),
+                      "timing": {"network_s": t_net, "total_s": time.perf_counter() - t0}}
+    return ham
+
+
+def band_errors(pred: Hamiltonian, ref: Hamiltonian, n_k: int = 8, window: float = 3.0, seed: int = 0) -> dict:
+    """Band energy errors (meV) of pred vs ref at random k, for ref bands within E_F +- window eV.
+
+    "absolute": raw energies; "aligned": after shifting pred by the mean difference (the gauge constant).
+    """
+    from uniham.properties.bands import resolve_fermi
+
+    rng = np.random.default_rng(seed)
+    ks = np.vstack([np.zeros(3), rng.uniform(-0.5, 0.5, (n_k - 1, 3))]) * ref.atoms.pbc  # Gamma included
+    er, ep = ref.eigenvalues(ks), pred.eigenvalues(ks)
+    nb = min(er.shape[1], ep.shape[1])
+    er, ep = er[:, :nb], ep[:, :nb]
+    ef = resolve_fermi(ref)[0]
+    sel = np.abs(er - ef) <= window
+    d = ep[sel] - er[sel]
+    if not d.size:
+        d = np.array([np.nan])
+    return {"absolute_meV": float(1000 * np.abs(d).max()), "aligned_meV": float(1000 * np.abs(d - d.mean()).max()),
+            "mean_shift_meV": float(1000 * d.mean()), "n_bands": int(sel.sum()), "window_eV": window,
+            "fermi_ref_eV": float(ef)}

@@ -1,0 +1,413 @@
+"""Training: ``uniham train CONFIG.toml [--resume]``.
+
+CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code version)::
+
+    out = "runs/si"                  # checkpoints, CSV log, learning curve
+    [data]
+    paths = ["data/si_rattled"]      # uniham datasets, DeepH-dock folders, folders of them
+    fractions = [0.8, 0.1, 0.1]      # train / validation / test, by structure (hash of the id)
+    seed = 0
+    max_structures = 0               # 0 = all
+    [model]                          # uniham.model.net.ModelConfig
+    kind = "so2"
+    cutoff = 8.0
+    [train]
+    steps = 2000
+    batch_size = 2
+    lr = 3e-3
+    weight_decay = 1e-5
+    warmup = 100                     # linear warm-up steps, then cosine decay to lr * final_lr_ratio
+    final_lr_ratio = 0.02
+    ema = 0.99                       # EMA of the weights (0 = off); validation and checkpoints use it
+    clip = 10.0                      # gradient-norm clipping
+    eval_every = 100
+    checkpoint_every = 200
+    patience = 0                     # early stopping after this many evaluations without improvement (0 = off)
+    loss = "mse"                     # "mse" or "mae" on H entries (eV)
+    gauge = "absolute"               # "absolute", or "free": loss invariant to H -> H + c S per structure
+    device = "auto"                  # "auto" (CUDA when present), "cpu", "cuda"
+    amp = true                       # bfloat16 autocast on CUDA
+    seed = 0
+    threads = 0                      # torch CPU threads (0 = torch's default)
+
+Several GPUs: ``torchrun --nproc_per_node N -m uniham.cli train CONFIG`` (DistributedDataParallel; each
+rank takes every N-th batch). A checkpoint is written every ``checkpoint_every`` steps, at the end, and
+on SIGTERM/SIGINT; ``--resume`` continues with the same step, optimizer, scheduler, EMA and RNG state.
+Checkpoints are plain data (config, state dicts, layout, version) loaded with
+``torch.load(weights_only=True)`` and rebuilt by :func:`uniham.model.net.build_model`.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import signal
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uniham.errors import UnihamError
+from uniham.model.graph import collate
+from uniham.model.net import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e-5, "warmup": 100,
+                  "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
+                  "patience": 0, "loss": "mse", "gauge": "absolute", "device": "auto", "amp": True, "seed": 0,
+                  "threads": 0}
+DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0}
+
+
+def load_config(path) -> dict:
+    try:
+        cfg = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UnihamError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UnihamError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(cfg) - {"out", "data", "model", "train"}
+    if unknown:
+        raise UnihamError(f"{path}: unknown sections {sorted(unknown)}")
+    for sect, defaults in (("train", TRAIN_DEFAULTS), ("data", DATA_DEFAULTS)):
+        bad = set(cfg.get(sect, {})) - set(defaults)
+        if bad:
+            raise UnihamError(f"{path}: unknown [{sect}] keys {sorted(bad)}")
+        cfg[sect] = defaults | cfg.get(sect, {})
+    try:
+        ModelConfig.from_dict(cfg.get("model", {}))
+    except TypeError as exc:
+        raise UnihamError(f"{path}: bad [model] section: {exc}") from None
+    if not cfg["data"]["paths"]:
+        raise UnihamError(f"{path}: [data] paths is empty")
+    cfg.setdefault("out", str(Path(path).with_suffix("")))
+    return cfg
+
+
+# ----------------------------------------------------------------------------- losses and metrics
+def residuals(pred: tuple, batch: dict, gauge: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked residuals of on-site and off-site blocks (eV); gauge "free" removes c S per structure."""
+    hs, he = pred
+    rs = (hs - batch["h_site"]) * batch["m_site"]
+    re = (he - batch["h_edge"]) * batch["m_edge"]
+    if gauge == "free":
+        nb = batch["n_structures"]
+        ss, se = batch["s_site"] * batch["m_site"], batch["s_edge"] * batch["m_edge"]
+        num = torch.zeros(nb, dtype=hs.dtype, device=hs.device)
+        den = torch.zeros_like(num)
+        num.index_add_(0, batch["batch"], (rs * ss).sum((1, 2))).index_add_(0, batch["edge_batch"], (re * se).sum((1, 2)))
+        den.index_add_(0, batch["batch"], (ss * ss).sum((1, 2))).index_add_(0, batch["edge_batch"], (se * se).sum((1, 2)))
+        c = num / den.clamp_min(1e-12)
+        rs = rs - c[batch["batch"], None, None] * ss
+        re = re - c[batch["edge_batch"], None, None] * se
+    return rs, re
+
+
+def loss_fn(pred, batch, kind: str, gauge: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rs, re = residuals(pred, batch, gauge)
+    n = batch["m_site"].sum() + batch["m_edge"].sum()
+    mae = (rs.abs().sum() + re.abs().sum()) / n
+    if kind == "mae":
+        return mae, mae
+    return (rs.pow(2).sum() + re.pow(2).sum()) / n, mae
+
+
+def to_device(batch: dict, device, dtype) -> dict:
+    return {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dtype, batch_size: int = 4) -> dict:
+    """MAE (meV) overall, per element (blocks touching it) and per orbital-pair type (s-s, s-p, ...)."""
+    from ase.data import chemical_symbols
+
+    model.eval()
+    lpos = np.concatenate([[l] * (2 * l + 1) for l, _ in layout.slots])
+    letters = "spdfg"
+    tot, cnt = 0.0, 0
+    per_el: dict[str, list[float]] = {}
+    per_pair: dict[str, list[float]] = {}
+    for start in range(0, len(samples), batch_size):
+        batch = to_device(collate(samples[start:start + batch_size]), device, dtype)
+        rs, re = residuals(model(batch), batch, gauge)
+        for r, m, za, zb in ((rs, batch["m_site"], batch["z"], batch["z"]),
+                             (re, batch["m_edge"], batch["z"][batch["edge_index"][0]], batch["z"][batch["edge_index"][1]])):
+            a = r.abs().double().cpu().numpy()
+            mk = m.cpu().numpy()
+            tot += a[mk].sum()
+            cnt += mk.sum()
+            for zz in set(za.tolist()) | set(zb.tolist()):
+                sel = ((za == zz) | (zb == zz)).cpu().numpy()
+                v = per_el.setdefault(chemical_symbols[zz], [0.0, 0])
+                v[0] += a[sel][mk[sel]].sum()
+                v[1] += mk[sel].sum()
+            for l1 in range(layout.lmax + 1):
+                for l2 in range(l1, layout.lmax + 1):
+                    sel = np.zeros(mk.shape[1:], bool)
+                    sel[np.ix_(lpos == l1, lpos == l2)] = True
+                    sel[np.ix_(lpos == l2, lpos == l1)] = True
+                    mm = mk & sel[None]
+                    v = per_pair.setdefault(f"{letters[l1]}-{letters[l2]}", [0.0, 0])
+                    v[0] += a[mm].sum()
+                    v[1] += mm.sum()
+    model.train()
+    return {"mae_meV": 1000 * tot / max(cnt, 1),
+            "mae_per_element_meV": {k: 1000 * v[0] / v[1] for k, v in sorted(per_el.items()) if v[1]},
+            "mae_per_orbital_pair_meV": {k: 1000 * v[0] / v[1] for k, v in per_pair.items() if v[1]},
+            "n_structures": len(samples), "n_entries": int(cnt)}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _plain(obj):
+    """Only types ``torch.load(weights_only=True)`` accepts: numpy scalars/arrays become Python/tensors."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    return obj
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(_plain(state), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise UnihamError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        raise UnihamError(f"{path}: not a uniham checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def model_from_checkpoint(ckpt: dict, ema: bool = True):
+    model = build_model(ckpt["model_config"])
+    sd = ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
+    model.load_state_dict(sd)
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise UnihamError(f"checkpoint weights contain NaN/inf ({k})")
+    return model
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": torch.tensor(np.frombuffer(
+        np.random.get_state()[1].tobytes(), dtype=np.uint8).copy())}
+
+
+# ----------------------------------------------------------------------------- the loop
+def lr_at(step: int, t: dict) -> float:
+    if step < t["warmup"]:
+        return t["lr"] * (step + 1) / t["warmup"]
+    frac = (step - t["warmup"]) / max(1, t["steps"] - t["warmup"])
+    lo = t["final_lr_ratio"]
+    return t["lr"] * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def train(config_path, resume: bool = False, progress: bool = True) -> dict:
+    import uniham
+    from uniham.data.build import split_ids
+    from uniham.model.data import discover, layout_for, load_samples
+
+    cfg = load_config(config_path)
+    t, dcfg = cfg["train"], cfg["data"]
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if t["device"] == "auto":
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(t["device"])
+    if t["threads"]:
+        torch.set_num_threads(int(t["threads"]))
+    torch.manual_seed(t["seed"])
+    np.random.seed(t["seed"])
+    dtype = torch.float32
+
+    items = discover(dcfg["paths"])
+    if dcfg["max_structures"]:
+        items = items[:dcfg["max_structures"]]
+    if len(items) < 1:
+        raise UnihamError("no structures found in [data] paths")
+    splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"])
+    if not splits["train"]:
+        splits["train"] = splits["validation"] or splits["test"]
+    by_id = {it.id: it for it in items}
+    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
+    if "layout" not in cfg.get("model", {}):
+        mcfg.layout = layout_for(items).counts
+    model = build_model(mcfg).to(device)
+    layout = model.layout
+    train_set = load_samples([by_id[i] for i in splits["train"]], mcfg.cutoff, layout, progress and rank == 0)
+    val_set = load_samples([by_id[i] for i in splits["validation"]], mcfg.cutoff, layout, progress and rank == 0)
+
+    family = _basis_family(items)
+    elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(t["ema"])) if t["ema"] else None
+    step, best, bad_evals, epoch = 0, float("inf"), 0, 0
+    ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
+    if resume:
+        ck = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        if ema is not None and ck.get("ema_full"):
+            ema.load_state_dict(ck["ema_full"])
+        step, best, bad_evals, epoch = ck["step"], ck["best_val_mae_meV"], ck["bad_evals"], ck["epoch"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        log.info("resumed from %s at step %d", ckpt_path, step)
+
+    def state(final: bool = False) -> dict:
+        return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": cfg,
+                "model_config": mcfg.to_dict(), "layout": [list(x) for x in layout.counts],
+                "basis_family": family, "elements_seen": elements_seen, "state_dict": model.state_dict(),
+                "ema_state_dict": _ema_weights(ema) if ema is not None else None,
+                "ema_full": ema.state_dict() if ema is not None else None,
+                "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
+                "bad_evals": bad_evals, "splits": splits, "rng": _rng_state(), "final": final}
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    log_path = out / "log.csv"
+    new_log = not (resume and log_path.exists())
+    logf = open(log_path, "a" if not new_log else "w", newline="")
+    writer = csv.writer(logf)
+    if new_log:
+        writer.writerow(["step", "epoch", "lr", "train_loss", "train_mae_meV", "val_mae_meV", "wall_s"])
+    from tqdm import tqdm
+
+    bar = tqdm(total=t["steps"], initial=step, desc="training", unit="step", disable=not progress or rank > 0)
+    rng = np.random.default_rng([t["seed"], epoch])
+    order = rng.permutation(len(train_set))
+    pos = (step * t["batch_size"] * world) % max(1, len(train_set))
+    t0 = time.perf_counter()
+    run_loss, run_mae, run_n = 0.0, 0.0, 0
+    amp = t["amp"] and device.type == "cuda"
+    result = {"stopped": "steps"}
+    model.train()
+    while step < t["steps"]:
+        if pos >= len(train_set):
+            epoch += 1
+            order = np.random.default_rng([t["seed"], epoch]).permutation(len(train_set))
+            pos = 0
+        idx = [order[(pos + k) % len(train_set)] for k in range(rank * t["batch_size"], (rank + 1) * t["batch_size"])]
+        pos += t["batch_size"] * world
+        batch = to_device(collate([train_set[k] for k in idx]), device, dtype)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, t)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = ddp_model(batch)
+        loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"])
+        if not torch.isfinite(loss):
+            raise UnihamError(f"loss became {loss.item()} at step {step}: lower [train] lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
+        opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        step += 1
+        run_loss += loss.item()
+        run_mae += mae.item()
+        run_n += 1
+        bar.update(1)
+        bar.set_postfix(mae_meV=f"{1000 * mae.item():.2f}")
+        last = step >= t["steps"]
+        if rank == 0 and (step % t["eval_every"] == 0 or last or stop["flag"]):
+            eval_model = ema.module if ema is not None else model
+            val = evaluate_samples(eval_model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
+            writer.writerow([step, epoch, f"{lr_at(step - 1, t):.3e}", f"{run_loss / run_n:.6e}",
+                             f"{1000 * run_mae / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
+            logf.flush()
+            run_loss, run_mae, run_n = 0.0, 0.0, 0
+            if val_set and val < best:
+                best, bad_evals = val, 0
+                save_checkpoint(best_path, state())
+            elif val_set:
+                bad_evals += 1
+            if t["patience"] and bad_evals >= t["patience"]:
+                result["stopped"] = f"early stopping after {bad_evals} evaluations without improvement"
+                break
+        if rank == 0 and (step % t["checkpoint_every"] == 0 or last or stop["flag"]):
+            save_checkpoint(ckpt_path, state(final=last))
+        if stop["flag"]:
+            result["stopped"] = "signal"
+            break
+    bar.close()
+    logf.close()
+    for s, h in old.items():
+        signal.signal(s, h)
+    if rank == 0:
+        save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
+        if not best_path.exists():
+            save_checkpoint(best_path, state())
+        plot_learning_curve(log_path, out / "learning_curve.png")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return result | {"step": step, "best_val_mae_meV": best, "out": str(out), "n_train": len(train_set),
+                     "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
+
+
+def _ema_weights(ema) -> dict:
+    return {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
+
+
+def _basis_family(items) -> str | None:
+    """The CP2K basis name of the data (from dataset manifests), so prediction can compute S."""
+    try:
+        ham = items[0].load()
+    except Exception:  # noqa: BLE001
+        return None
+    prov = ham.provenance or {}
+    if "dft" in prov:
+        return prov["dft"].get("basis")
+    sets = prov.get("basis_set") or prov.get("uniham", {}).get("basis_set")
+    if isinstance(sets, dict) and sets:
+        return next(iter(sets.values())).get("name")
+    return prov.get("settings", {}).get("basis") if isinstance(prov.get("settings"), dict) else None
+
+
+def plot_learning_curve(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_path)))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(steps, [float(r["train_mae_meV"]) for r in rows], label="train MAE")
+    val = [float(r["val_mae_meV"]) for r in rows]
+    if not all(math.isnan(v) for v in val):
+        ax.semilogy(steps, val, label="validation MAE (EMA weights)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("H MAE (meV)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
