@@ -142,7 +142,8 @@ class BlockAssembler(torch.nn.Module):
                     p1 = torch.tensor(e3nn_to_uniham(l1))
                     p2 = torch.tensor(e3nn_to_uniham(l2))
                     c = torch.einsum("ai,bj,ijm->abm", p1, p2, c)
-                    self.register_buffer(f"cg_{l1}_{l2}_{L}", c.to(torch.get_default_dtype()), persistent=False)
+                    # kept in float64 (cast at use): float32 CG would cap float64 equivariance at 1e-7
+                    self.register_buffer(f"cg_{l1}_{l2}_{L}", c, persistent=False)
 
     def forward(self, irreps: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
         some = next(iter(irreps.values()))

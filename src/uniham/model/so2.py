@@ -16,6 +16,7 @@ makes the map O(3)-equivariant, not just SO(3) (checked by tests/test_model.py).
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
 from torch import nn
@@ -29,16 +30,35 @@ def degree_of_component(lmax: int) -> torch.Tensor:
     return torch.cat([torch.full((2 * l + 1,), l, dtype=torch.long) for l in range(lmax + 1)])
 
 
+@cache
+def _generators(l: int) -> torch.Tensor:
+    """e3nn's so(3) generators of degree l in float64 (e3nn builds them in the default dtype)."""
+    from e3nn import o3
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return o3.so3_generators(l).to(torch.float64)
+    finally:
+        torch.set_default_dtype(old)
+
+
 def edge_wigner(vec: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     """[D_l (E, 2l+1, 2l+1) for l = 0..lmax] of the rotation R_e that takes e3nn's y axis to each edge.
 
-    A global feature f becomes D_l^T f in the edge frame; D_l f' takes it back.
+    A global feature f becomes D_l^T f in the edge frame; D_l f' takes it back. Same as
+    ``e3nn.o3.wigner_D(l, alpha, beta, 0)``, with generators exact in float64.
     """
     from e3nn import o3
 
-    alpha, beta = o3.xyz_to_angles(vec)
-    gamma = torch.zeros_like(alpha)
-    return [o3.wigner_D(l, alpha, beta, gamma) for l in range(lmax + 1)]
+    alpha, beta = o3.xyz_to_angles(vec.double())  # float64 throughout, cast at the end: float32 matrix_exp
+    a = (alpha % (2 * math.pi))[:, None, None]  # of degree 6 alone would cost an order of magnitude
+    b = (beta % (2 * math.pi))[:, None, None]
+    out = []
+    for l in range(lmax + 1):
+        x = _generators(l).to(device=vec.device)
+        out.append((torch.matrix_exp(a * x[1]) @ torch.matrix_exp(b * x[0])).to(vec.dtype))
+    return out
 
 
 def rotate(x: torch.Tensor, wigner: list[torch.Tensor], to_frame: bool) -> torch.Tensor:
