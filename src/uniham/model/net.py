@@ -242,7 +242,8 @@ class HamiltonianNet(nn.Module):
             out_site_e = self.site_head(inp, graph["sh"])
         site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, out_site_e * env[:, None, None, None])
         own = self.site_self(x)
-        site[:, :own.shape[1]] = site[:, :own.shape[1]] + own
+        k = min(own.shape[1], site.shape[1])  # degrees the node features and the output share
+        site[:, :k] = site[:, :k] + own[:, :k]
         h_edge = self.assembler(self._split(out_edge)) * self.scale
         h_site = self.assembler(self._split(site)) * self.scale
         # Hermiticity: H_ji(-R) = H_ij(R)^T
