@@ -229,7 +229,7 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
     if world > 1:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if t["device"] == "auto":
-        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(t["device"])
     if t["threads"]:
