@@ -226,7 +226,14 @@ def cmd_train(args) -> None:
     print(json.dumps(res))
 
 
+def _torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
 def cmd_predict(args) -> None:
+    _torch_threads(args.threads)
     from uniham.io import write_hamiltonian
     from uniham.model.predict import predict
     from uniham.structure import read_structure
@@ -241,9 +248,10 @@ def cmd_predict(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    _torch_threads(args.threads)
     from uniham.model.evaluate import evaluate
 
-    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots)
+    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures")
@@ -368,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("structure")
     x.add_argument("--model", required=True, help="checkpoint (.pt)")
     x.add_argument("-o", "--output", required=True)
+    x.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: busy-waiting OpenMP threads are 100x slower on a shared CPU)")
     x.set_defaults(func=cmd_predict)
     x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")
     x.add_argument("--model", required=True)
@@ -375,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json")
     x.add_argument("--plots", help="folder for band-structure comparison plots")
     x.add_argument("--bands", type=int, default=3, help="structures whose bands are compared")
+    x.add_argument("--split", choices=["train", "validation", "test"], help="only this split of the training run")
+    x.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     x.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="summary of a Hamiltonian file or folder")

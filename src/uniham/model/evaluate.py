@@ -10,15 +10,24 @@ from uniham.model.data import discover, load_samples
 from uniham.model.train import evaluate_samples, load_checkpoint, model_from_checkpoint
 
 
-def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None) -> dict:
+def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None,
+             split: str | None = None) -> dict:
+    """``split`` ("train", "validation", "test"): only the structures of that split of the training run."""
+    from uniham.errors import UnihamError
+
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
     model.eval()
     gauge = gauge or ckpt["config"]["train"]["gauge"]
     items = discover(data_paths)
+    if split:
+        wanted = set(ckpt.get("splits", {}).get(split, []))
+        items = [it for it in items if it.id in wanted]
+        if not items:
+            raise UnihamError(f"no structure of the {split!r} split of {ckpt_path} is in {data_paths}")
     samples = load_samples(items, model.cfg.cutoff, model.layout)
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
-    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "bands": []}
+    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "bands": []}
     for it in items[:n_bands]:
         res["bands"].append(compare_bands(it, ckpt_path, plots))
     return res
