@@ -45,6 +45,8 @@ import os
 import signal
 import time
 import tomllib
+from contextlib import contextmanager
+from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -261,16 +263,16 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    ema = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(t["ema"])) if t["ema"] else None
+    ema = EMA(model, t["ema"]) if t["ema"] else None
     step, best, bad_evals, epoch = 0, float("inf"), 0, 0
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if resume:
         ck = load_checkpoint(ckpt_path, device)
         model.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
-        if ema is not None and ck.get("ema_full"):
-            ema.load_state_dict(ck["ema_full"])
+        if ema is not None and ck.get("ema_state_dict"):
+            ema.shadow = {k: v.to(device) for k, v in ck["ema_state_dict"].items()}
+            ema.n = ck.get("ema_n", 0)
         step, best, bad_evals, epoch = ck["step"], ck["best_val_mae_meV"], ck["bad_evals"], ck["epoch"]
         torch.set_rng_state(ck["rng"]["torch"])
         log.info("resumed from %s at step %d", ckpt_path, step)
@@ -279,8 +281,8 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": cfg,
                 "model_config": mcfg.to_dict(), "layout": [list(x) for x in layout.counts],
                 "basis_family": family, "elements_seen": elements_seen, "state_dict": model.state_dict(),
-                "ema_state_dict": _ema_weights(ema) if ema is not None else None,
-                "ema_full": ema.state_dict() if ema is not None else None,
+                "ema_state_dict": ema.shadow if ema is not None else None,
+                "ema_n": ema.n if ema is not None else 0,
                 "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
                 "bad_evals": bad_evals, "splits": splits, "rng": _rng_state(), "final": final}
 
@@ -327,7 +329,7 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
         opt.step()
         if ema is not None:
-            ema.update_parameters(model)
+            ema.update(model)
         step += 1
         run_loss += loss.item()
         run_mae += mae.item()
@@ -336,8 +338,8 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         bar.set_postfix(mae_meV=f"{1000 * mae.item():.2f}")
         last = step >= t["steps"]
         if rank == 0 and (step % t["eval_every"] == 0 or last or stop["flag"]):
-            eval_model = ema.module if ema is not None else model
-            val = evaluate_samples(eval_model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
+            with ema.applied(model) if ema is not None else _nullcontext():
+                val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
             writer.writerow([step, epoch, f"{lr_at(step - 1, t):.3e}", f"{run_loss / run_n:.6e}",
                              f"{1000 * run_mae / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
             logf.flush()
@@ -370,8 +372,32 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
                      "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
 
 
-def _ema_weights(ema) -> dict:
-    return {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
+class EMA:
+    """Exponential moving average of the weights (decay ramped up as min(decay, (1 + n) / (10 + n)))."""
+
+    def __init__(self, model, decay: float) -> None:
+        self.decay, self.n = decay, 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+        self.n += 1
+
+    @contextmanager
+    def applied(self, model):
+        """Temporarily load the averaged weights into ``model`` (no copy of the module)."""
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.shadow)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(saved)
 
 
 def _basis_family(items) -> str | None:
