@@ -28,7 +28,8 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
     device = "auto"                  # "auto" (CUDA when present), "cpu", "cuda"
     amp = true                       # bfloat16 autocast on CUDA
     seed = 0
-    threads = 0                      # torch CPU threads (0 = torch's default)
+    threads = 0                      # torch CPU threads (0 = torch's default; 1 on a shared CPU)
+    max_minutes = 0                  # wall-clock budget of this invocation (0 = none): equal-budget comparisons
 
 Several GPUs: ``torchrun --nproc_per_node N -m uniham.cli train CONFIG`` (DistributedDataParallel; each
 rank takes every N-th batch). A checkpoint is written every ``checkpoint_every`` steps, at the end, and
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e-5, "warmup": 100,
                   "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
                   "patience": 0, "loss": "mse", "gauge": "absolute", "device": "auto", "amp": True, "seed": 0,
-                  "threads": 0}
+                  "threads": 0, "max_minutes": 0.0}
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0}
 
 
@@ -356,6 +357,11 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
             save_checkpoint(ckpt_path, state(final=last))
         if stop["flag"]:
             result["stopped"] = "signal"
+            break
+        if t["max_minutes"] and time.perf_counter() - t0 > 60 * t["max_minutes"]:
+            if rank == 0:
+                save_checkpoint(ckpt_path, state())
+            result["stopped"] = f"time budget of {t['max_minutes']} min"
             break
     bar.close()
     logf.close()
