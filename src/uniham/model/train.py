@@ -374,7 +374,7 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         plot_learning_curve(log_path, out / "learning_curve.png")
     if world > 1:
         torch.distributed.destroy_process_group()
-    return result | {"step": step, "best_val_mae_meV": best, "out": str(out), "n_train": len(train_set),
+    return result | {"step": step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out), "n_train": len(train_set),
                      "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
 
 
