@@ -117,3 +117,23 @@ def test_bad_config_and_checkpoint(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "s.xyz"), "--model", str(bad), "-o", str(tmp_path / "o")]) == 2
     assert "not a uniham checkpoint" in capsys.readouterr().err
     assert os.path.exists(bad)
+
+
+def test_sample_cache_round_trip(si_dock, tmp_path):
+    """The compact cache restores graphs, masks and blocks exactly; a stale key is ignored."""
+    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
+
+    items = discover([si_dock])
+    layout = layout_for(items)
+    samples = load_samples(items, 5.0, layout, progress=False)
+    save_sample_cache(tmp_path / "s.pt", "k1", {"train": samples}, {"layout": [list(x) for x in layout.counts]})
+    assert load_sample_cache(tmp_path / "s.pt", "other") is None
+    sets, meta = load_sample_cache(tmp_path / "s.pt", "k1")
+    back = sets["train"][0]
+    assert meta["layout"] == [list(x) for x in layout.counts]
+    assert set(back) == set(samples[0])
+    for k, v in samples[0].items():
+        if torch.is_tensor(v):
+            assert torch.equal(back[k], v), k
+        else:
+            assert back[k] == v

@@ -223,7 +223,8 @@ def cmd_train(args) -> None:
     from uniham.model.train import train
 
     res = train(args.config, resume=args.resume)
-    print(json.dumps(res))
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
+        print(json.dumps(res))
 
 
 def _torch_threads(n: int) -> None:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from uniham.errors import UnihamError
@@ -76,6 +77,75 @@ def load_samples(items: list[Item], cutoff: float, layout: Layout, progress: boo
         s["id"] = it.id
         out.append(s)
     return out
+
+
+# ----------------------------------------------------------------------------- sample cache
+# Graphs and targets cost PySCF overlap integrals and neighbour searches per structure; the trainer keeps
+# them in ``OUT/samples.pt`` so that a resume (or a run on a machine without PySCF, e.g. a GPU node) starts
+# at once. Blocks are stored compactly: only the entries the masks select (an element's basis fills a
+# fraction of the universal layout) plus bit-packed masks; loading restores the dense (n, U, U) arrays.
+CACHE_FORMAT = "uniham-samples-1"
+
+
+def _pack(sample: dict) -> dict:
+    out = {}
+    for k, v in sample.items():
+        if k.startswith(("h_", "s_")):
+            continue
+        if k.startswith("m_"):
+            kind = k[2:]
+            m = v.numpy()
+            out[k] = {"shape": list(m.shape), "bits": torch.from_numpy(np.packbits(m.ravel()))}
+            for t in ("h", "s"):
+                if f"{t}_{kind}" in sample:
+                    out[f"{t}_{kind}"] = sample[f"{t}_{kind}"][v].clone()
+        else:
+            out[k] = v
+    return out
+
+
+def _unpack(packed: dict) -> dict:
+    out = {}
+    for k, v in packed.items():
+        if k.startswith("m_"):
+            n = int(np.prod(v["shape"]))
+            m = torch.from_numpy(np.unpackbits(v["bits"].numpy(), count=n).astype(bool).reshape(v["shape"]))
+            out[k] = m
+            for t in ("h", "s"):
+                vals = packed.get(f"{t}_{k[2:]}")
+                if vals is not None:
+                    dense = torch.zeros(m.shape, dtype=vals.dtype)
+                    dense[m] = vals
+                    out[f"{t}_{k[2:]}"] = dense
+        elif not k.startswith(("h_", "s_")):
+            out[k] = v
+    return out
+
+
+def save_sample_cache(path, key: str, sets: dict[str, list[dict]], meta: dict) -> None:
+    """Write ``sets`` ({name: [sample, ...]}) and ``meta`` atomically to ``path`` under ``key``."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": CACHE_FORMAT, "key": key, "meta": meta,
+                "sets": {n: [_pack(s) for s in v] for n, v in sets.items()}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_sample_cache(path, key: str) -> tuple[dict[str, list[dict]], dict] | None:
+    """The cached sets and meta when ``path`` holds samples made under ``key``; None otherwise."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file is simply rebuilt
+        log.warning("%s: unreadable sample cache (%s); rebuilding", path, exc)
+        return None
+    if blob.get("format") != CACHE_FORMAT or blob.get("key") != key:
+        return None
+    return {n: [_unpack(s) for s in v] for n, v in blob["sets"].items()}, blob["meta"]
 
 
 def layout_for(items: list[Item], limit: int = 50) -> Layout:

@@ -40,6 +40,8 @@ Checkpoints are plain data (config, state dicts, layout, version) loaded with
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import math
 import os
@@ -221,7 +223,7 @@ def lr_at(step: int, t: dict) -> float:
 def train(config_path, resume: bool = False, progress: bool = True) -> dict:
     import uniham
     from uniham.data.build import split_ids
-    from uniham.model.data import discover, layout_for, load_samples
+    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
 
     cfg = load_config(config_path)
     t, dcfg = cfg["train"], cfg["data"]
@@ -251,14 +253,27 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         splits["train"] = splits["validation"] or splits["test"]
     by_id = {it.id: it for it in items}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
-    if "layout" not in cfg.get("model", {}):
-        mcfg.layout = layout_for(items).counts
-    model = build_model(mcfg).to(device)
-    layout = model.layout
-    train_set = load_samples([by_id[i] for i in splits["train"]], mcfg.cutoff, layout, progress and rank == 0)
-    val_set = load_samples([by_id[i] for i in splits["validation"]], mcfg.cutoff, layout, progress and rank == 0)
-
-    family = _basis_family(items)
+    cache_key = hashlib.sha256(json.dumps([splits["train"], splits["validation"], mcfg.cutoff,
+                                           cfg.get("model", {}).get("layout")]).encode()).hexdigest()
+    cached = load_sample_cache(out / "samples.pt", cache_key)
+    if cached is not None:
+        (sets, meta) = cached
+        train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
+        mcfg.layout = [tuple(x) for x in meta["layout"]]
+        model = build_model(mcfg).to(device)
+        layout = model.layout
+        log.info("graphs and targets from the cache %s", out / "samples.pt")
+    else:
+        if "layout" not in cfg.get("model", {}):
+            mcfg.layout = layout_for(items).counts
+        model = build_model(mcfg).to(device)
+        layout = model.layout
+        train_set = load_samples([by_id[i] for i in splits["train"]], mcfg.cutoff, layout, progress and rank == 0)
+        val_set = load_samples([by_id[i] for i in splits["validation"]], mcfg.cutoff, layout, progress and rank == 0)
+        family = _basis_family(items)
+        if rank == 0:
+            save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
+                              {"layout": [list(x) for x in layout.counts], "basis_family": family})
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
     ddp_model = model
     if world > 1:
