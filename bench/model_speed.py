@@ -2,9 +2,11 @@
 
 Training throughput: forward + backward + AdamW step on batches of real structures (a uniham dataset or
 DeepH-dock folders; default data/si_rattled), edges/s and structures/s, median of REPEATS timed steps.
-Inference: forward time and peak RSS growth vs number of atoms (diamond-Si supercells).
+Inference: forward time and peak memory vs number of atoms (diamond-Si supercells): RSS growth on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA (timings synchronized).
 
     python bench/model_speed.py [DATA] [--threads N] [--lmax L] [--channels C] [--cutoff A]   # prints JSON
+    python bench/model_speed.py --cache runs/X/samples.pt --device cuda [--amp]      # a GPU node without PySCF
 """
 from __future__ import annotations
 
@@ -26,42 +28,70 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_speed(kind: str, samples: list[dict], cfg: ModelConfig, batch_size: int, repeats: int) -> dict:
-    model = build_model(ModelConfig(**{**cfg.__dict__, "kind": kind}))
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_speed(kind: str, samples: list[dict], cfg: ModelConfig, batch_size: int, repeats: int,
+                device=torch.device("cpu"), amp: bool = False) -> dict:
+    from uniham.model.train import to_device
+
+    model = build_model(ModelConfig(**{**cfg.__dict__, "kind": kind})).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     times = []
     n_edges = 0
-    for r in range(repeats + 1):
-        batch = collate(samples[(r * batch_size) % len(samples):][:batch_size] or samples[:batch_size])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for r in range(repeats + 2):
+        batch = to_device(collate(samples[(r * batch_size) % len(samples):][:batch_size] or samples[:batch_size]),
+                          device, torch.float32)
+        _sync(device)
         t0 = time.perf_counter()
-        hs, he = model(batch)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            hs, he = model(batch)
+        hs, he = hs.float(), he.float()
         loss = ((hs - batch["h_site"]) * batch["m_site"]).pow(2).mean() + ((he - batch["h_edge"]) * batch["m_edge"]).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if r:  # the first step warms up
+        _sync(device)
+        if r > 1:  # two warm-up steps (allocator, kernels)
             times.append(time.perf_counter() - t0)
             n_edges = batch["edge_index"].shape[1]
     med = statistics.median(times)
-    return {"step_s_median": round(med, 4), "edges_per_s": round(n_edges / med, 1),
-            "structures_per_s": round(batch_size / med, 3), "edges_per_batch": n_edges,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    res = {"step_s_median": round(med, 4), "edges_per_s": round(n_edges / med, 1),
+           "structures_per_s": round(batch_size / med, 3), "edges_per_batch": n_edges,
+           "parameters": sum(p.numel() for p in model.parameters())}
+    if device.type == "cuda":
+        res["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return res
 
 
-def inference_scaling(kind: str, cfg: ModelConfig, sizes) -> list[dict]:
-    model = build_model(ModelConfig(**{**cfg.__dict__, "kind": kind}))
+def inference_scaling(kind: str, cfg: ModelConfig, sizes, device=torch.device("cpu"), amp: bool = False) -> list[dict]:
+    from uniham.model.train import to_device
+
+    model = build_model(ModelConfig(**{**cfg.__dict__, "kind": kind})).to(device)
     model.eval()
     rows = []
     for reps in sizes:
         atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(reps)
-        g = structure_graph(atoms, cfg.cutoff)
+        g = to_device(structure_graph(atoms, cfg.cutoff), device, torch.float32)
         rss0 = peak_rss_mb()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        _sync(device)
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             model(g)
-        rows.append({"atoms": len(atoms), "edges": int(g["edge_index"].shape[1]),
-                     "forward_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-                     "rss_growth_mb": round(peak_rss_mb() - rss0, 1)})
+        _sync(device)
+        row = {"atoms": len(atoms), "edges": int(g["edge_index"].shape[1]),
+               "forward_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+               "rss_growth_mb": round(peak_rss_mb() - rss0, 1)}
+        if device.type == "cuda":
+            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        rows.append(row)
     return rows
 
 
@@ -78,18 +108,31 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--kinds", default="so2,e3")
     ap.add_argument("--sizes", default="1,2,3", help="cubic Si supercell repeats for inference")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
+    ap.add_argument("--cache", help="a trainer's samples.pt instead of DATA (its cutoff and layout are used)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = ModelConfig(cutoff=a.cutoff, lmax=a.lmax, mmax=a.mmax, channels=a.channels, layers=a.layers, heads=4,
-                      layout=((0, 2), (1, 2), (2, 1)))
-    items = discover([a.data])[: a.batch * (a.repeats + 1)]
-    samples = load_samples(items, cfg.cutoff, build_model(cfg).layout, progress=False)
-    out = {"device": "cpu", "threads": a.threads, "config": cfg.to_dict(), "batch_size": a.batch}
+    device = torch.device(a.device)
+    layout, cutoff = ((0, 2), (1, 2), (2, 1)), a.cutoff
+    if a.cache:
+        from uniham.model.data import load_sample_cache
+
+        sets, meta = load_sample_cache(a.cache, None)
+        samples = sets["train"][: a.batch * (a.repeats + 2)]
+        layout, cutoff = tuple(tuple(x) for x in meta["layout"]), meta.get("cutoff", a.cutoff)
+    cfg = ModelConfig(cutoff=cutoff, lmax=a.lmax, mmax=a.mmax, channels=a.channels, layers=a.layers, heads=4,
+                      layout=layout)
+    if not a.cache:
+        items = discover([a.data])[: a.batch * (a.repeats + 2)]
+        samples = load_samples(items, cfg.cutoff, build_model(cfg).layout, progress=False)
+    out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "threads": a.threads,
+           "amp_bf16": a.amp, "config": cfg.to_dict(), "batch_size": a.batch}
     sizes = [int(x) for x in a.sizes.split(",")]
     for kind in a.kinds.split(","):
-        out[kind] = {"train": train_speed(kind, samples, cfg, a.batch, a.repeats),
-                     "inference": inference_scaling(kind, cfg, sizes)}
+        out[kind] = {"train": train_speed(kind, samples, cfg, a.batch, a.repeats, device, a.amp),
+                     "inference": inference_scaling(kind, cfg, sizes, device, a.amp)}
     if "so2" in out and "e3" in out:
         out["e3_over_so2_step_time"] = round(out["e3"]["train"]["step_s_median"] / out["so2"]["train"]["step_s_median"], 2)
     print(json.dumps(out, indent=1))

@@ -88,3 +88,19 @@ def test_hermitian_by_construction():
     rev = g["reverse"].numpy()
     assert np.abs(he - he[rev].transpose(0, 2, 1)).max() < 1e-12
     assert np.abs(hs - hs.transpose(0, 2, 1)).max() < 1e-12
+
+
+def test_bfloat16_autocast_keeps_float32_heads():
+    """Mixed precision (the GPU default): trunk linears in bfloat16, residual stream, scatters and the
+    output heads in float32 -- outputs are float32, Hermitian, and close to the float32 forward."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cutoff=4.0, lmax=3, mmax=2, channels=8, layers=2, heads=2, layout=LAYOUT))
+    g = structure_graph(_structure(), model.cfg.cutoff, torch.float32)
+    with torch.no_grad():
+        ref = model(g)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            amp = model(g)
+    for r, a in zip(ref, amp):
+        assert a.dtype == torch.float32
+        assert (a - r).abs().max() <= 0.05 * r.abs().max()
+    assert torch.allclose(amp[0], amp[0].transpose(1, 2))

@@ -222,7 +222,7 @@ def cmd_dataset_split(args) -> None:
 def cmd_train(args) -> None:
     from uniham.model.train import train
 
-    res = train(args.config, resume=args.resume)
+    res = train(args.config, resume=args.resume, prepare_only=args.prepare)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
         print(json.dumps(res))
 
@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("train", help="train the Hamiltonian network from a TOML config")
     x.add_argument("config")
     x.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    x.add_argument("--prepare", action="store_true",
+                   help="only build OUT/samples.pt (graphs, targets; needs PySCF) and exit, e.g. before a GPU job")
     x.set_defaults(func=cmd_train)
     x = sub.add_parser("predict", help="predict H(R) of a structure; S(R) from basis integrals")
     x.add_argument("structure")

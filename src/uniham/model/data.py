@@ -133,8 +133,8 @@ def save_sample_cache(path, key: str, sets: dict[str, list[dict]], meta: dict) -
     os.replace(tmp, path)
 
 
-def load_sample_cache(path, key: str) -> tuple[dict[str, list[dict]], dict] | None:
-    """The cached sets and meta when ``path`` holds samples made under ``key``; None otherwise."""
+def load_sample_cache(path, key: str | None) -> tuple[dict[str, list[dict]], dict] | None:
+    """The cached sets and meta when ``path`` holds samples made under ``key`` (None: any); None otherwise."""
     path = Path(path)
     if not path.exists():
         return None
@@ -143,7 +143,7 @@ def load_sample_cache(path, key: str) -> tuple[dict[str, list[dict]], dict] | No
     except Exception as exc:  # noqa: BLE001 - a torn or foreign file is simply rebuilt
         log.warning("%s: unreadable sample cache (%s); rebuilding", path, exc)
         return None
-    if blob.get("format") != CACHE_FORMAT or blob.get("key") != key:
+    if blob.get("format") != CACHE_FORMAT or (key is not None and blob.get("key") != key):
         return None
     return {n: [_unpack(s) for s in v] for n, v in blob["sets"].items()}, blob["meta"]
 

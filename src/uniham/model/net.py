@@ -84,7 +84,11 @@ class RadialBasis(nn.Module):
 
 
 def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int, weight: torch.Tensor) -> torch.Tensor:
-    """softmax of logits (E, H) over edges with the same target, each term multiplied by weight (E,)."""
+    """softmax of logits (E, H) over edges with the same target, each term multiplied by weight (E,).
+
+    Computed in the dtype of ``weight`` (the model's, float32 or float64) whatever the autocast dtype of
+    the logits (scatters need one dtype)."""
+    logits = logits.to(weight.dtype)
     mx = torch.full((n, logits.shape[1]), -torch.inf, dtype=logits.dtype, device=logits.device)
     mx = mx.scatter_reduce(0, index[:, None].expand_as(logits), logits, reduce="amax", include_self=True)
     ex = torch.exp(logits - mx[index]) * weight[:, None]
@@ -121,7 +125,8 @@ class MessageLayer(nn.Module):
             msg = self.tp(torch.cat([x[j], x[i]], dim=-1) * rad, graph["sh"])
         alpha = segment_softmax(self.attn(msg[:, 0, 0]), i, n, env)  # (E, heads)
         msg = msg * alpha.repeat_interleave(c // self.cfg.heads, dim=1)[:, None, None, :]
-        agg = torch.zeros_like(x).index_add_(0, i, msg)
+        # the residual stream stays float32 under autocast; only the linears run in bfloat16
+        agg = torch.zeros_like(x).index_add_(0, i, msg.to(x.dtype))
         x = x + self.update(agg)
         x = self.norm(x)
         return x + self.ffn_out(self.gate(self.ffn_in(x)))
@@ -229,7 +234,14 @@ class HamiltonianNet(nn.Module):
             graph = dict(graph, sh=o3.spherical_harmonics(list(range(cfg.lmax + 1)), vec, normalize=True))
         for layer in self.layers:
             x = layer(x, graph, edge_scal, wigner, env)
-        # heads
+        # heads: model dtype (float32/64) even under autocast (bfloat16's 8-bit mantissa would cap H at ~0.4 % relative)
+        with torch.autocast(x.device.type, enabled=False):
+            return self._heads(x.to(vec.dtype), graph, edge_scal.to(vec.dtype), wigner, env)
+
+    def _heads(self, x, graph, edge_scal, wigner, env) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        i, j = graph["edge_index"]
+        n = x.shape[0]
         l = cfg.lmax
         rad = self.head_radial(edge_scal).view(-1, l + 1, 2, 2 * cfg.channels)[:, degree_of_component(l).to(x.device)]
         if cfg.kind == "so2":
@@ -240,7 +252,7 @@ class HamiltonianNet(nn.Module):
             inp = torch.cat([x[j], x[i]], dim=-1) * rad
             out_edge = self.edge_head(inp, graph["sh"])
             out_site_e = self.site_head(inp, graph["sh"])
-        site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, out_site_e * env[:, None, None, None])
+        site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, (out_site_e * env[:, None, None, None]).to(x.dtype))
         own = self.site_self(x)
         k = min(own.shape[1], site.shape[1])  # degrees the node features and the output share
         site[:, :k] = site[:, :k] + own[:, :k]

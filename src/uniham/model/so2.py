@@ -101,7 +101,9 @@ class SO2Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = x.shape[0]
-        out = x.new_zeros((e, n_components(self.lmax_out), 2, self.c_out))
+        # under autocast the linears return bfloat16: the output takes the dtype they give
+        dt = self.keep[0][0](x[:1, _m_index(self.lmax_in, 0), 0].reshape(1, -1)).dtype
+        out = x.new_zeros((e, n_components(self.lmax_out), 2, self.c_out), dtype=dt)
         for m in range(self.mmax + 1):
             ip, op = _m_index(self.lmax_in, m), _m_index(self.lmax_out, m)
             xp = x[:, ip]  # (E, n_l, 2, c)

@@ -212,15 +212,18 @@ def _rng_state() -> dict:
 
 
 # ----------------------------------------------------------------------------- the loop
-def lr_at(step: int, t: dict) -> float:
+def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to lr * final_lr_ratio. With a wall-clock budget
+    (``max_minutes``) the decay follows whichever of steps and elapsed time is further along, so a
+    run cut by its budget still ends at the low learning rate."""
     if step < t["warmup"]:
         return t["lr"] * (step + 1) / t["warmup"]
-    frac = (step - t["warmup"]) / max(1, t["steps"] - t["warmup"])
+    frac = max((step - t["warmup"]) / max(1, t["steps"] - t["warmup"]), time_frac)
     lo = t["final_lr_ratio"]
     return t["lr"] * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def train(config_path, resume: bool = False, progress: bool = True) -> dict:
+def train(config_path, resume: bool = False, progress: bool = True, prepare_only: bool = False) -> dict:
     import uniham
     from uniham.data.build import split_ids
     from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
@@ -273,7 +276,10 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         family = _basis_family(items)
         if rank == 0:
             save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
-                              {"layout": [list(x) for x in layout.counts], "basis_family": family})
+                              {"layout": [list(x) for x in layout.counts], "basis_family": family,
+                               "cutoff": mcfg.cutoff})
+    if prepare_only:
+        return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
     ddp_model = model
     if world > 1:
@@ -293,13 +299,14 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         torch.set_rng_state(ck["rng"]["torch"])
         log.info("resumed from %s at step %d", ckpt_path, step)
 
-    def state(final: bool = False) -> dict:
+    def state(final: bool = False, slim: bool = False) -> dict:
+        """Everything to resume; ``slim`` (best.pt, for predict/evaluate) leaves out the optimizer."""
         return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": cfg,
                 "model_config": mcfg.to_dict(), "layout": [list(x) for x in layout.counts],
                 "basis_family": family, "elements_seen": elements_seen, "state_dict": model.state_dict(),
                 "ema_state_dict": ema.shadow if ema is not None else None,
                 "ema_n": ema.n if ema is not None else 0,
-                "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
+                "optimizer": None if slim else opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
                 "bad_evals": bad_evals, "splits": splits, "rng": _rng_state(), "final": final}
 
     stop = {"flag": False}
@@ -333,8 +340,9 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         idx = [order[(pos + k) % len(train_set)] for k in range(rank * t["batch_size"], (rank + 1) * t["batch_size"])]
         pos += t["batch_size"] * world
         batch = to_device(collate([train_set[k] for k in idx]), device, dtype)
+        time_frac = (time.perf_counter() - t0) / (60 * t["max_minutes"]) if t["max_minutes"] else 0.0
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, t)
+            g["lr"] = lr_at(step, t, time_frac)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = ddp_model(batch)
         loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"])
@@ -356,13 +364,13 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
         if rank == 0 and (step % t["eval_every"] == 0 or last or stop["flag"]):
             with ema.applied(model) if ema is not None else _nullcontext():
                 val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
-            writer.writerow([step, epoch, f"{lr_at(step - 1, t):.3e}", f"{run_loss / run_n:.6e}",
+            writer.writerow([step, epoch, f"{opt.param_groups[0]['lr']:.3e}", f"{run_loss / run_n:.6e}",
                              f"{1000 * run_mae / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
             logf.flush()
             run_loss, run_mae, run_n = 0.0, 0.0, 0
             if val_set and val < best:
                 best, bad_evals = val, 0
-                save_checkpoint(best_path, state())
+                save_checkpoint(best_path, state(slim=True))
             elif val_set:
                 bad_evals += 1
             if t["patience"] and bad_evals >= t["patience"]:
@@ -385,7 +393,7 @@ def train(config_path, resume: bool = False, progress: bool = True) -> dict:
     if rank == 0:
         save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
         if not best_path.exists():
-            save_checkpoint(best_path, state())
+            save_checkpoint(best_path, state(slim=True))
         plot_learning_curve(log_path, out / "learning_curve.png")
     if world > 1:
         torch.distributed.destroy_process_group()
