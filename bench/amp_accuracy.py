@@ -16,7 +16,12 @@ import torch
 
 from uniham.model.data import load_sample_cache
 from uniham.model.graph import collate
-from uniham.model.train import load_checkpoint, model_from_checkpoint, residuals, to_device
+from uniham.model.train import (
+    load_checkpoint,
+    model_from_checkpoint,
+    residuals,
+    to_device,
+)
 
 
 def main() -> None:

@@ -121,7 +121,13 @@ def test_bad_config_and_checkpoint(tmp_path, capsys):
 
 def test_sample_cache_round_trip(si_dock, tmp_path):
     """The compact cache restores graphs, masks and blocks exactly; a stale key is ignored."""
-    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
+    from uniham.model.data import (
+        discover,
+        layout_for,
+        load_sample_cache,
+        load_samples,
+        save_sample_cache,
+    )
 
     items = discover([si_dock])
     layout = layout_for(items)

@@ -226,7 +226,13 @@ def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
 def train(config_path, resume: bool = False, progress: bool = True, prepare_only: bool = False) -> dict:
     import uniham
     from uniham.data.build import split_ids
-    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
+    from uniham.model.data import (
+        discover,
+        layout_for,
+        load_sample_cache,
+        load_samples,
+        save_sample_cache,
+    )
 
     cfg = load_config(config_path)
     t, dcfg = cfg["train"], cfg["data"]
