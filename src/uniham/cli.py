@@ -103,6 +103,56 @@ def cmd_dos(args) -> None:
             print(f"{what}: {path}")
 
 
+# ------------------------------------------------------------------------------------ optics
+def _omega_grid(text: str) -> np.ndarray:
+    try:
+        lo, hi, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise UnihamError(f"--omega {text!r}: expected MIN:MAX:STEP in eV") from None
+    if not (0 <= lo < hi and step > 0) or (hi - lo) / step > 1e6:
+        raise UnihamError(f"--omega {text!r}: need 0 <= MIN < MAX and 0 < STEP (at most 1e6 points)")
+    return np.arange(lo, hi + 0.5 * step, step)
+
+
+def cmd_optics(args) -> None:
+    from uniham.io import read_hamiltonian
+    from uniham.properties.kpath import auto_mesh
+    from uniham.properties.optics import plot_eps, susceptibility
+
+    ham = read_hamiltonian(args.src, args.src_format)
+    comps = [c.strip() for c in args.components.split(",") if c.strip()]
+    bad = [c for c in comps if len(c) != 2 or set(c) - set("xyz")]
+    if bad:
+        raise UnihamError(f"--components: {bad} are not tensor components like xx, xy, zz")
+    mesh = _kmesh(args.kmesh) or auto_mesh(ham.atoms)
+    res = susceptibility(ham, mesh, _omega_grid(args.omega), args.broadening, components=comps, kT=args.kT)
+    print(ham.summary())
+    gap = f", gap {res['gap_eV']:.3f} eV" if res.get("gap_eV") else ""
+    print(f"chi(omega) on {res['n_k']} k ({'x'.join(map(str, mesh))}), sigma {args.broadening} eV{gap}; "
+          f"eps_r = 1 + chi (SI), interband, independent particles")
+    for c in comps:
+        line = f"  {c}: eps(0) = {res['eps'][c][0].real:.4f}"
+        fs = res.get("f_sum_rule", {}).get(c)
+        if fs and fs["valid"]:
+            line += (f"; f-sum rule {fs['all_transitions_eV']:.1f} vs {fs['expected_eV']:.1f} eV "
+                     f"({100 * fs['relative_error']:.2f} %), {100 * fs['fraction_in_window']:.0f} % of it in the window")
+        kk = res["kramers_kronig"].get(c)
+        if kk:
+            line += f"; Kramers-Kronig residual {100 * kk['relative_to_max_re']:.2f} % (window {kk['window_eV'][1]:.1f} eV)"
+        print(line)
+    if args.json:
+        out = {k: v for k, v in res.items() if k not in ("chi", "eps", "omega_eV")}
+        out["omega_eV"] = res["omega_eV"].tolist()
+        out["chi"] = {c: {"re": x.real.tolist(), "im": x.imag.tolist()} for c, x in res["chi"].items()}
+        out["eps"] = {c: {"re": x.real.tolist(), "im": x.imag.tolist()} for c, x in res["eps"].items()}
+        out["units"] = "chi dimensionless (SI), eps_r = 1 + chi; omega in eV (hbar*omega)"
+        Path(args.json).write_text(json.dumps(out))
+        print(f"JSON: {args.json}")
+    if args.plot:
+        plot_eps(res, args.plot)
+        print(f"plot: {args.plot}")
+
+
 # ------------------------------------------------------------------------------------ dft
 def cmd_dft(args) -> None:
     from uniham.io import write_hamiltonian
@@ -313,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json")
     d.add_argument("--plot")
     d.set_defaults(func=cmd_dos)
+
+    o = sub.add_parser("optics", help="electric susceptibility chi(omega) and eps(omega) (Kubo-Greenwood, interband)")
+    o.add_argument("src")
+    o.add_argument("--from", dest="src_format", choices=READ_FORMATS)
+    o.add_argument("--kmesh", default="auto", help="Gamma-centred mesh N1,N2,N3 (auto: 0.15 1/A spacing)")
+    o.add_argument("--omega", default="0:20:0.01", help="photon energies MIN:MAX:STEP, eV")
+    o.add_argument("--broadening", type=float, default=0.1, help="Gaussian sigma, eV")
+    o.add_argument("--kT", type=float, default=0.01, help="Fermi-Dirac occupations for metals, eV")
+    o.add_argument("--components", default="xx,yy,zz", help="tensor components, e.g. xx,yy,zz,xy")
+    o.add_argument("--json")
+    o.add_argument("--plot")
+    o.set_defaults(func=cmd_optics)
 
     f = sub.add_parser("dft", help="Kohn-Sham DFT (CP2K or PySCF) -> H(R), S(R) as a DeepH-dock folder")
     f.add_argument("structure")
