@@ -13,6 +13,9 @@ import numpy as np
 from uniham.errors import UnihamError
 
 
+SPARSE_ABOVE = 4000  # orbitals: above this `uniham bands` switches to the sparse eigensolver
+
+
 def _kmesh(text: str):
     if text == "auto":
         return None
@@ -55,8 +58,24 @@ def cmd_bands(args) -> None:
     else:
         segs = auto_labels(ham.atoms) if args.kpath == "auto" else parse_kpath(args.kpath)
         kpts, labels = build_path(ham.atoms, segs, args.npoints)
-    fermi, how = resolve_fermi(ham, _kmesh(args.fermi_kmesh), progress=True)
-    result = bands_result(ham, kpts, labels, fermi, progress=True)
+    sparse = args.sparse or ham.norb > SPARSE_ABOVE
+    if sparse:
+        from uniham.properties.eigensolvers import sparse_band_energies, window_gap
+
+        fermi, how = (args.near, "--near") if args.near is not None else (ham.fermi_level, "file")
+        if fermi is None:
+            raise UnihamError("the sparse eigensolver needs an energy: give --near E (eV); the file has no E_F")
+        if not args.sparse:
+            print(f"{ham.norb} orbitals > {SPARSE_ABOVE}: shift-invert Lanczos for the {args.nbands} bands nearest "
+                  f"{fermi:.4f} eV (--nbands, --near)")
+        eigs, infos = sparse_band_energies(ham, kpts, args.nbands, fermi, args.solver, args.procs)
+        result = {"kpoints_frac": np.asarray(kpts).tolist(), "labels": labels, "energies_eV": eigs.tolist(),
+                  "fermi_level_eV": fermi, "gap": window_gap(eigs, fermi), "sparse": True,
+                  "solver": infos[0]["solver"], "seconds_per_k": float(np.mean(
+                      [i["factorize_s"] + i["lanczos_s"] for i in infos]))}
+    else:
+        fermi, how = resolve_fermi(ham, _kmesh(args.fermi_kmesh), progress=True)
+        result = bands_result(ham, kpts, labels, fermi, progress=True)
     result["fermi_level_source"] = how
     if args.json:
         Path(args.json).write_text(json.dumps(result))
@@ -65,7 +84,12 @@ def cmd_bands(args) -> None:
     gap = result.get("gap")
     print(ham.summary())
     print(f"{len(kpts)} k-points; E_F = {fermi if fermi is not None else 'unknown'} eV ({how})")
-    if gap:
+    if gap and result.get("sparse"):
+        if gap["gap_eV"] is not None:
+            print(f"{args.nbands} bands nearest {fermi:.4f} eV ({result['solver']}, {result['seconds_per_k']:.2f} s/k): "
+                  f"highest state below {gap['vbm_eV']:.4f}, lowest above {gap['cbm_eV']:.4f} eV "
+                  f"(gap {gap['gap_eV']:.4f} eV along the path)")
+    elif gap:
         print(f"band gap {gap['gap_eV']:.4f} eV (direct {gap['direct_gap_eV']:.4f} eV)" if gap["gap_eV"] > 0 else "metal (bands cross E_F)")
     for what, path in (("JSON", args.json), ("plot", args.plot)):
         if path:
@@ -348,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--kpoints", help="file with one fractional k-point per line (input cell's reciprocal basis)")
     b.add_argument("--npoints", type=int, default=120)
     b.add_argument("--fermi-kmesh", default="auto", help="mesh for E_F by electron counting (auto or N1,N2,N3)")
+    b.add_argument("--sparse", action="store_true",
+                   help=f"shift-invert Lanczos for --nbands bands near --near (automatic above {SPARSE_ABOVE} orbitals)")
+    b.add_argument("--nbands", type=int, default=20, help="bands near --near with --sparse")
+    b.add_argument("--near", type=float, help="energy (eV) the sparse bands are nearest to (default: E_F of the file)")
+    b.add_argument("--solver", default="auto", choices=["auto", "pardiso", "superlu"])
+    b.add_argument("--procs", type=int, default=1, help="k-points in parallel processes (sparse)")
     b.add_argument("--json")
     b.add_argument("--plot")
     b.set_defaults(func=cmd_bands)

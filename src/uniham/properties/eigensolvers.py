@@ -1,0 +1,196 @@
+"""Eigenvalues of large Hamiltonians: sparse H(k), S(k) and shift-invert Lanczos near an energy.
+
+H(k) c = e S(k) c is solved for the N eigenvalues closest to ``sigma`` (E_F by default) with ARPACK's
+Lanczos (``scipy.sparse.linalg.eigsh``) on (H - sigma S)^{-1} S, the inverse applied through one sparse
+direct factorization per k-point:
+
+* ``"pardiso"``: Intel MKL PARDISO through ``pypardiso`` (real matrices: Gamma and other real k), when
+  installed (``pip install "uniham[sparse]"``); measured fastest here, see ``bench/eigensolvers.py``;
+* ``"superlu"``: SciPy's SuperLU (any k, complex), always available.
+
+Ill-conditioned S: directions of S's near-null space have generalized eigenvalues far from any sigma,
+so the shift-invert spectrum near sigma is not polluted by them; the dense solver
+(:func:`generalized_eigh`) projects them out explicitly (DeepH's treatment), dropping S eigenvalues below
+``min_overlap_eig`` times the largest.
+
+Supercells: :func:`supercell_matrices` assembles the sparse H, S of an (n1, n2, n3) supercell of a
+Hamiltonian at a supercell k without building the supercell's blocks; atoms are ordered cell-major
+(cell (c1, c2, c3) in C order, then the primitive cell's atoms). At the supercell's Gamma point its
+eigenvalues are the primitive cell's at k = (m1/n1, m2/n2, m3/n3): an exact check at any size.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, eigsh, splu
+
+from uniham.errors import UnihamError
+
+
+def supercell_matrices(ham, reps, k=(0.0, 0.0, 0.0)) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Sparse (n_cells * norb)^2 H and S of the ``reps`` supercell at fractional supercell k (eV)."""
+    reps = np.array([int(x) for x in reps])
+    if reps.shape != (3,) or reps.min() < 1:
+        raise UnihamError(f"supercell repetitions {reps.tolist()}: expected three positive integers")
+    if np.any((reps > 1) & ~ham.atoms.pbc):
+        raise UnihamError("cannot repeat along a non-periodic direction")
+    k = np.asarray(k, float)
+    n0, ncell = ham.norb, int(np.prod(reps))
+    cells = np.array(np.meshgrid(*[np.arange(n) for n in reps], indexing="ij")).reshape(3, -1).T  # (ncell, 3)
+    out = []
+    for which in ("H", "S"):
+        if which == "S" and ham.S is None:
+            out.append(sp.identity(n0 * ncell, dtype=complex, format="csr"))
+            continue
+        p = ham._pattern(which)
+        flat = p["flat"][p["inv"]]
+        rows, cols = flat // n0, flat % n0
+        r_int = np.rint(p["rs"][p["ridx"]]).astype(np.int64)  # (nnz, 3)
+        vals = p["vals"]
+        big_r, big_c, big_v = [], [], []
+        step = max(1, 2_000_000 // max(1, len(vals)))  # cells per batch: bounded temporaries
+        for c0 in range(0, ncell, step):
+            cc = cells[c0:c0 + step]
+            tgt = cc[:, None, :] + r_int[None, :, :]  # (nc, nnz, 3)
+            wrap, rsup = np.mod(tgt, reps), np.floor_divide(tgt, reps)
+            cidx = np.ravel_multi_index(wrap.reshape(-1, 3).T, reps).reshape(len(cc), -1)
+            src = np.ravel_multi_index(cc.T, reps)
+            big_r.append((src[:, None] * n0 + rows[None, :]).ravel())
+            big_c.append((cidx * n0 + cols[None, :]).ravel())
+            big_v.append((vals[None, :] * np.exp(2j * np.pi * (rsup @ k))).ravel())
+        m = sp.csr_matrix((np.concatenate(big_v), (np.concatenate(big_r), np.concatenate(big_c))),
+                          shape=(n0 * ncell, n0 * ncell))
+        m.sum_duplicates()
+        out.append(m)
+    return out[0], out[1]
+
+
+def _is_real(m: sp.spmatrix, tol: float = 1e-12) -> bool:
+    return not np.iscomplexobj(m.data) or np.abs(m.data.imag).max(initial=0.0) <= tol * np.abs(m.data).max(initial=1.0)
+
+
+def available_solvers() -> list[str]:
+    out = ["superlu"]
+    try:
+        import pypardiso  # noqa: F401
+
+        out.insert(0, "pardiso")
+    except ImportError:
+        pass
+    return out
+
+
+def _factorize(a: sp.csr_matrix, solver: str):
+    """x = solve(b) for the sparse matrix a; returns (solve, dtype)."""
+    if solver == "pardiso":
+        import pypardiso
+
+        ps = pypardiso.PyPardisoSolver()
+        ar = a.real.tocsr() if np.iscomplexobj(a.data) else a.tocsr()
+        ar.sort_indices()
+        ps.factorize(ar)
+
+        def solve(b):
+            if np.iscomplexobj(b):
+                return ps.solve(ar, np.ascontiguousarray(b.real)) + 1j * ps.solve(ar, np.ascontiguousarray(b.imag))
+            return ps.solve(ar, b)
+
+        return solve, float
+    lu = splu(a.tocsc())
+    return lu.solve, a.dtype
+
+
+def eigs_near(h: sp.spmatrix, s: sp.spmatrix, n: int, sigma: float, solver: str = "auto",
+              vectors: bool = False, tol: float = 1e-10):
+    """The ``n`` eigenvalues (eV, sorted) of H c = e S c closest to ``sigma`` (eV) by shift-invert Lanczos.
+
+    solver: "auto" (PARDISO when installed and H, S are real, else SuperLU), "pardiso" or "superlu".
+    Returns (eigenvalues, info) or (eigenvalues, vectors, info); info has the solver, factorization and
+    Lanczos times (s).
+    """
+    dim = h.shape[0]
+    if n >= dim - 1:
+        raise UnihamError(f"{n} eigenvalues asked of a {dim}-dimensional problem: use the dense solver")
+    real = _is_real(h) and _is_real(s)
+    if solver == "auto":
+        solver = "pardiso" if real and "pardiso" in available_solvers() else "superlu"
+    if solver == "pardiso" and (not real or "pardiso" not in available_solvers()):
+        raise UnihamError("PARDISO needs real H, S (Gamma or real k) and pypardiso (pip install pypardiso)")
+    if solver not in ("pardiso", "superlu"):
+        raise UnihamError(f"unknown sparse solver {solver!r}: choose auto, pardiso or superlu")
+    if real:
+        h, s = h.real.tocsr(), s.real.tocsr()
+    t0 = time.perf_counter()
+    solve, dt = _factorize((h - sigma * s).tocsr(), solver)
+    t1 = time.perf_counter()
+    op = LinearOperator(h.shape, matvec=solve, dtype=h.dtype)
+    try:
+        res = eigsh(h, k=n, M=s, sigma=sigma, which="LM", OPinv=op, tol=tol, return_eigenvectors=vectors)
+    except Exception as exc:  # noqa: BLE001 - ARPACK raises several types
+        raise UnihamError(f"shift-invert Lanczos failed near {sigma} eV: {exc}") from None
+    t2 = time.perf_counter()
+    info = {"solver": solver, "dim": dim, "nnz_H": int(h.nnz), "factorize_s": t1 - t0, "lanczos_s": t2 - t1,
+            "sigma_eV": float(sigma)}
+    if vectors:
+        e, v = res
+        order = np.argsort(e)
+        return e[order], v[:, order], info
+    return np.sort(res), info
+
+
+def generalized_eigh(h: np.ndarray, s: np.ndarray, min_overlap_eig: float = 1e-7) -> np.ndarray:
+    """Dense eigenvalues of H c = e S c; near-singular directions of S (eigenvalue < min_overlap_eig
+    times the largest) are projected out, so fewer eigenvalues may come back."""
+    h = 0.5 * (h + h.conj().T)
+    s = 0.5 * (s + s.conj().T)
+    lam, u = np.linalg.eigh(s)
+    if lam[0] < -min_overlap_eig * lam[-1]:
+        raise UnihamError(f"overlap matrix has a negative eigenvalue ({lam[0]:.3e}): not a valid S")
+    keep = lam > min_overlap_eig * lam[-1]
+    x = u[:, keep] / np.sqrt(lam[keep])
+    return scipy.linalg.eigvalsh(x.conj().T @ h @ x)
+
+
+def sparse_band_energies(ham, kpts, n: int, sigma: float, solver: str = "auto", procs: int = 1,
+                         progress: bool = True) -> tuple[np.ndarray, list[dict]]:
+    """(nk, n) eigenvalues nearest ``sigma`` along fractional k-points, k-points over ``procs`` processes."""
+    from tqdm import tqdm
+
+    kpts = np.atleast_2d(np.asarray(kpts, float))
+    if procs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(procs, initializer=_init_worker, initargs=(ham, n, sigma, solver)) as ex:
+            res = list(tqdm(ex.map(_worker, list(kpts)), total=len(kpts), desc="sparse eigensolver", unit="k",
+                            disable=not progress, leave=False))
+    else:
+        _init_worker(ham, n, sigma, solver)
+        res = [_worker(k) for k in tqdm(kpts, desc="sparse eigensolver", unit="k", disable=not progress, leave=False)]
+    return np.array([r[0] for r in res]), [r[1] for r in res]
+
+
+def window_gap(eigs: np.ndarray, fermi: float) -> dict:
+    """Gap between the highest eigenvalue <= E_F and the lowest above it, over all k and all computed
+    bands (sparse results hold the N bands nearest an energy, not fixed band indices, so band-crossing
+    tests do not apply; a metal shows a gap of the order of the k-spacing)."""
+    eigs = np.asarray(eigs)
+    below, above = eigs[eigs <= fermi], eigs[eigs > fermi]
+    if not below.size or not above.size:
+        return {"gap_eV": None, "vbm_eV": None, "cbm_eV": None, "direct_gap_eV": None}
+    vbm, cbm = float(below.max()), float(above.min())
+    return {"gap_eV": cbm - vbm, "vbm_eV": vbm, "cbm_eV": cbm, "direct_gap_eV": None}
+
+
+_STATE: dict = {}
+
+
+def _init_worker(ham, n, sigma, solver) -> None:
+    _STATE.update(ham=ham, n=n, sigma=sigma, solver=solver)
+
+
+def _worker(k):
+    ham = _STATE["ham"]
+    return eigs_near(ham.Hk(k, sparse=True), ham.Sk(k, sparse=True), _STATE["n"], _STATE["sigma"], _STATE["solver"])
