@@ -38,33 +38,34 @@ def supercell_matrices(ham, reps, k=(0.0, 0.0, 0.0)) -> tuple[sp.csr_matrix, sp.
     if np.any((reps > 1) & ~ham.atoms.pbc):
         raise UnihamError("cannot repeat along a non-periodic direction")
     k = np.asarray(k, float)
+    real = bool(np.all(np.abs(k * 2 - np.rint(k * 2)) < 1e-12))  # k = 0 or 1/2: real phases, real matrices
     n0, ncell = ham.norb, int(np.prod(reps))
     cells = np.array(np.meshgrid(*[np.arange(n) for n in reps], indexing="ij")).reshape(3, -1).T  # (ncell, 3)
     out = []
     for which in ("H", "S"):
         if which == "S" and ham.S is None:
-            out.append(sp.identity(n0 * ncell, dtype=complex, format="csr"))
+            out.append(sp.identity(n0 * ncell, dtype=float if real else complex, format="csr"))
             continue
         p = ham._pattern(which)
         flat = p["flat"][p["inv"]]
         rows, cols = flat // n0, flat % n0
         r_int = np.rint(p["rs"][p["ridx"]]).astype(np.int64)  # (nnz, 3)
         vals = p["vals"]
-        big_r, big_c, big_v = [], [], []
+        parts = []
         step = max(1, 2_000_000 // max(1, len(vals)))  # cells per batch: bounded temporaries
         for c0 in range(0, ncell, step):
             cc = cells[c0:c0 + step]
             tgt = cc[:, None, :] + r_int[None, :, :]  # (nc, nnz, 3)
             wrap, rsup = np.mod(tgt, reps), np.floor_divide(tgt, reps)
             cidx = np.ravel_multi_index(wrap.reshape(-1, 3).T, reps).reshape(len(cc), -1)
-            src = np.ravel_multi_index(cc.T, reps)
-            big_r.append((src[:, None] * n0 + rows[None, :]).ravel())
-            big_c.append((cidx * n0 + cols[None, :]).ravel())
-            big_v.append((vals[None, :] * np.exp(2j * np.pi * (rsup @ k))).ravel())
-        m = sp.csr_matrix((np.concatenate(big_v), (np.concatenate(big_r), np.concatenate(big_c))),
-                          shape=(n0 * ncell, n0 * ncell))
-        m.sum_duplicates()
-        out.append(m)
+            phase = np.exp(2j * np.pi * (rsup @ k))
+            v = (vals[None, :] * (phase.real if real else phase)).ravel()
+            r = (np.arange(len(cc))[:, None] * n0 + rows[None, :]).ravel()
+            c = (cidx * n0 + cols[None, :]).ravel()
+            blk = sp.csr_matrix((v, (r, c)), shape=(len(cc) * n0, n0 * ncell))
+            blk.sum_duplicates()
+            parts.append(blk)
+        out.append(sp.vstack(parts, format="csr"))
     return out[0], out[1]
 
 
