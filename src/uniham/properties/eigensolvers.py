@@ -84,22 +84,56 @@ def available_solvers() -> list[str]:
     return out
 
 
+class _PardisoFactor:
+    """MKL PARDISO LDL^T of a real symmetric indefinite matrix (mtype -2, upper triangle), factorized once;
+    each solve is one phase-33 call with the index arrays cached (pypardiso's own ``solve`` re-hashes the
+    whole matrix on every call, which dominated the Lanczos time)."""
+
+    def __init__(self, a: sp.csr_matrix) -> None:
+        import ctypes
+
+        import pypardiso
+
+        self.ctypes = ctypes
+        up = sp.triu(a, format="csr")
+        up.sum_duplicates()
+        up.sort_indices()
+        self.a = up
+        self.ps = pypardiso.PyPardisoSolver(mtype=-2)
+        self.ps.factorize(up)  # analysis + numerical factorization (phase 12)
+        self.ia = (up.indptr + 1).astype(np.int32)
+        self.ja = (up.indices + 1).astype(np.int32)
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        if np.iscomplexobj(b):
+            return self.solve(np.ascontiguousarray(b.real)) + 1j * self.solve(np.ascontiguousarray(b.imag))
+        ct, ps = self.ctypes, self.ps
+        b = np.asfortranarray(b, dtype=np.float64)
+        x = np.zeros_like(b)
+        err = ct.c_int32(0)
+        i32, f64 = ct.POINTER(ct.c_int32), ct.POINTER(ct.c_double)
+        ps._mkl_pardiso(ps.pt.ctypes.data_as(ct.POINTER(ps._pt_type[0])), ct.byref(ct.c_int32(1)),
+                        ct.byref(ct.c_int32(1)), ct.byref(ct.c_int32(ps.mtype)), ct.byref(ct.c_int32(33)),
+                        ct.byref(ct.c_int32(self.a.shape[0])), self.a.data.ctypes.data_as(f64),
+                        self.ia.ctypes.data_as(i32), self.ja.ctypes.data_as(i32), ps.perm.ctypes.data_as(i32),
+                        ct.byref(ct.c_int32(1 if b.ndim == 1 else b.shape[1])), ps.iparm.ctypes.data_as(i32),
+                        ct.byref(ct.c_int32(ps.msglvl)), b.ctypes.data_as(f64), x.ctypes.data_as(f64),
+                        ct.byref(err))
+        if err.value != 0:
+            raise UnihamError(f"PARDISO solve failed (error {err.value})")
+        return x
+
+    def __del__(self) -> None:
+        try:
+            self.ps.free_memory(everything=True)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
 def _factorize(a: sp.csr_matrix, solver: str):
     """x = solve(b) for the sparse matrix a; returns (solve, dtype)."""
     if solver == "pardiso":
-        import pypardiso
-
-        ps = pypardiso.PyPardisoSolver()
-        ar = a.real.tocsr() if np.iscomplexobj(a.data) else a.tocsr()
-        ar.sort_indices()
-        ps.factorize(ar)
-
-        def solve(b):
-            if np.iscomplexobj(b):
-                return ps.solve(ar, np.ascontiguousarray(b.real)) + 1j * ps.solve(ar, np.ascontiguousarray(b.imag))
-            return ps.solve(ar, b)
-
-        return solve, float
+        return _PardisoFactor(a.real if np.iscomplexobj(a.data) else a).solve, float
     lu = splu(a.tocsc())
     return lu.solve, a.dtype
 
@@ -129,7 +163,9 @@ def eigs_near(h: sp.spmatrix, s: sp.spmatrix, n: int, sigma: float, solver: str 
     t1 = time.perf_counter()
     op = LinearOperator(h.shape, matvec=solve, dtype=h.dtype)
     try:
-        res = eigsh(h, k=n, M=s, sigma=sigma, which="LM", OPinv=op, tol=tol, return_eigenvectors=vectors)
+        # a generous Krylov space: exactly degenerate multiplets (perfect supercells) need room
+        res = eigsh(h, k=n, M=s, sigma=sigma, which="LM", OPinv=op, tol=tol, return_eigenvectors=vectors,
+                    ncv=min(dim - 1, max(2 * n + 1, n + 40)))
     except Exception as exc:  # noqa: BLE001 - ARPACK raises several types
         raise UnihamError(f"shift-invert Lanczos failed near {sigma} eV: {exc}") from None
     t2 = time.perf_counter()
