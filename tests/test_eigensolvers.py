@@ -80,3 +80,29 @@ def test_bands_cli_sparse_equals_dense(si, tmp_path):
     for k, e in enumerate(np.array(d["energies_eV"])):
         want = np.sort(dense[k][np.argsort(np.abs(dense[k] - 6.0))[:6]])
         assert np.abs(e - want).max() < 1e-6
+
+
+def test_kpm_moments_and_dos(si):
+    from uniham.properties import kpm
+
+    reps = (2, 2, 2)
+    h, s = E.supercell_matrices(si, reps)
+    ev = np.sort(E.generalized_eigh(h.toarray(), s.toarray()))
+    bounds = (ev[0] - 1.0, ev[-1] + 1.0)
+    # exact trace (all unit vectors): the Chebyshev recursion with S^{-1} reproduces sum_n T_m(x_n)
+    mu = kpm.kpm_moments(h, s, bounds, 128, None, progress=False)
+    a, b = (bounds[1] - bounds[0]) / 2, (bounds[1] + bounds[0]) / 2
+    x = (ev - b) / a
+    exact = np.array([np.cos(m * np.arccos(x)).sum() for m in range(128)])
+    assert np.abs(mu - exact).max() < 1e-8 * len(ev)
+    # stochastic DOS (128 random vectors): all states (spin 2) integrate exactly; the occupied count and
+    # the curve agree with the exact-moment series to the stochastic error (~ 1/sqrt(R n))
+    en = np.linspace(bounds[0], bounds[1], 6000)
+    r = kpm.kpm_dos(h, s, en, moments=128, vectors=128, progress=False, bounds=bounds)
+    ref = kpm.dos_from_moments(exact, bounds, en)
+    de = en[1] - en[0]
+    cum, cum_ref = np.cumsum(r["dos_per_eV"]) * de, np.cumsum(ref) * de
+    assert abs(cum[-1] - 2 * len(ev)) < 0.01 * len(ev)
+    mid = 0.5 * (ev[ev <= si.fermi_level].max() + ev[ev > si.fermi_level].min())
+    assert abs(np.interp(mid, en, cum) - np.interp(mid, en, cum_ref)) < 0.05 * np.interp(mid, en, cum_ref)
+    assert np.abs(r["dos_per_eV"] - ref).max() < 0.15 * ref.max()

@@ -107,6 +107,9 @@ def cmd_dos(args) -> None:
     )
 
     ham = read_hamiltonian(args.src, args.src_format)
+    if args.kpm or ham.norb > SPARSE_ABOVE:
+        _dos_kpm(ham, args)
+        return
     k, eigs = mesh_eigenvalues(ham, _kmesh(args.kmesh), progress=True)
     w = np.ones(len(k))
     fermi, _ = resolve_fermi(ham, eigs=eigs)
@@ -122,6 +125,35 @@ def cmd_dos(args) -> None:
         plot_dos(energies, dos, fermi, args.plot, ham.atoms.get_chemical_formula())
     print(ham.summary())
     print(f"DOS on {len(k)} k-points, Gaussian broadening {args.broadening} eV; E_F = {fermi} eV")
+    for what, path in (("JSON", args.json), ("plot", args.plot)):
+        if path:
+            print(f"{what}: {path}")
+
+
+def _dos_kpm(ham, args) -> None:
+    from uniham.properties.bands import plot_dos
+    from uniham.properties.kpm import _s_solver, kpm_dos, spectral_bounds
+
+    h, s = ham.Hk(np.zeros(3), sparse=True), ham.Sk(np.zeros(3), sparse=True)
+    if not args.kpm:
+        print(f"{ham.norb} orbitals > {SPARSE_ABOVE}: kernel polynomial method at Gamma "
+              f"({args.moments} moments, {args.vectors} random vectors)")
+    bounds = spectral_bounds(h.tocsr(), s.tocsr(), _s_solver(s.tocsr()))
+    lo = bounds[0] if args.emin is None else args.emin
+    hi = bounds[1] if args.emax is None else args.emax
+    energies = np.arange(lo, hi, args.step)
+    res = kpm_dos(h, s, energies, args.moments, args.vectors, bounds=bounds)
+    fermi = ham.fermi_level
+    if args.json:
+        Path(args.json).write_text(json.dumps({"energies_eV": energies.tolist(), "dos_per_eV": res["dos_per_eV"].tolist(),
+                                               "fermi_level_eV": fermi, "method": "kpm", "moments": args.moments,
+                                               "vectors": args.vectors, "bounds_eV": res["bounds_eV"],
+                                               "resolution_eV": res["resolution_eV"], "seconds": res["seconds"]}))
+    if args.plot:
+        plot_dos(energies, res["dos_per_eV"], fermi, args.plot, ham.atoms.get_chemical_formula())
+    print(ham.summary())
+    print(f"KPM DOS at Gamma: spectrum [{res['bounds_eV'][0]:.2f}, {res['bounds_eV'][1]:.2f}] eV, resolution "
+          f"{res['resolution_eV']:.3f} eV (Jackson), {res['seconds']:.1f} s")
     for what, path in (("JSON", args.json), ("plot", args.plot)):
         if path:
             print(f"{what}: {path}")
@@ -390,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--step", type=float, default=0.01, help="energy step, eV")
     d.add_argument("--emin", type=float)
     d.add_argument("--emax", type=float)
+    d.add_argument("--kpm", action="store_true",
+                   help=f"kernel polynomial method at Gamma (large cells; automatic above {SPARSE_ABOVE} orbitals)")
+    d.add_argument("--moments", type=int, default=1024, help="KPM Chebyshev moments (resolution ~ pi*width/M)")
+    d.add_argument("--vectors", type=int, default=16, help="KPM random vectors")
     d.add_argument("--json")
     d.add_argument("--plot")
     d.set_defaults(func=cmd_dos)

@@ -1,0 +1,130 @@
+"""Density of states of large systems by the kernel polynomial method (linear scaling in size).
+
+For the generalized problem H c = e S c the DOS is rho(E) = sum_n delta(E - e_n) = Tr delta(E - S^{-1} H)
+(a trace is similarity invariant, so the non-orthogonal basis needs only S^{-1} applied to vectors: one
+sparse Cholesky/LDL^T factorization of S, done once). With S^{-1} H mapped into [-1, 1] by its spectral
+bounds (a, b: e = a x + b), the Chebyshev moments mu_m = Tr T_m(x) are estimated stochastically with R
+random +-1 vectors (error ~ 1/sqrt(R * norb)), damped by the Jackson kernel (resolution ~ pi a / M) and
+summed on an energy grid. Cost: M * R sparse products H v and solves S^{-1} w; memory: a few vectors.
+
+Output: states/eV for the whole structure, spin-degenerate (factor 2), like the k-mesh DOS.
+
+Stochastic error: in a non-orthogonal basis f(S^{-1} H) is not Hermitian, and the +-1 trace estimator
+has a larger variance than in an orthonormal one (measured: 7 % on the occupied-state count of a
+64-orbital Si cell with 32 vectors, 2-3 % with 128); it falls as 1/sqrt(R * norb), i.e. large systems
+need few vectors. The exact trace (``vectors=None``) is there for checks.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, eigsh, splu
+
+from uniham.errors import UnihamError
+
+
+def _s_solver(s: sp.spmatrix):
+    try:
+        from uniham.properties.eigensolvers import _PardisoFactor, available_solvers
+
+        if "pardiso" in available_solvers() and not np.iscomplexobj(s.data):
+            return _PardisoFactor(s.tocsr()).solve
+    except ImportError:
+        pass
+    return splu(s.tocsc()).solve
+
+
+def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, solve_s, pad: float = 0.02) -> tuple[float, float]:
+    """(e_min, e_max) of H c = e S c, padded by ``pad`` of the width (Lanczos, loose tolerance)."""
+    minv = LinearOperator(h.shape, matvec=solve_s, dtype=h.dtype)
+    kw = {"k": 1, "M": s, "Minv": minv, "tol": 1e-4, "return_eigenvectors": False}
+    try:
+        hi = float(np.max(eigsh(h, which="LA", **kw)))
+        lo = float(np.min(eigsh(h, which="SA", **kw)))
+    except Exception as exc:  # noqa: BLE001 - ARPACK raises several types
+        raise UnihamError(f"could not bound the spectrum for KPM: {exc}") from None
+    w = hi - lo
+    return lo - pad * w, hi + pad * w
+
+
+def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, bounds: tuple[float, float], moments: int, vectors: int | None,
+                seed: int = 0, progress: bool = True) -> np.ndarray:
+    """Chebyshev moments mu_m ~ Tr T_m((S^{-1} H - b) / a), m < ``moments``.
+
+    vectors: number of random +-1 vectors (stochastic trace), or None for the exact trace over all unit
+    vectors (small systems: tests).
+    """
+    from tqdm import tqdm
+
+    h, s = h.tocsr(), s.tocsr()
+    solve_s = _s_solver(s)
+    lo, hi = bounds
+    a, b = (hi - lo) / 2, (hi + lo) / 2
+    n = h.shape[0]
+    rng = np.random.default_rng(seed)
+    dt = np.complex128 if np.iscomplexobj(h.data) or np.iscomplexobj(s.data) else np.float64
+    block = n if vectors is None else vectors
+    mu = np.zeros(moments)
+
+    def apply(v):
+        return (np.asarray(solve_s(h @ v)).reshape(v.shape) - b * v) / a
+
+    # all starting vectors at once as columns: one multi-right-hand-side solve per step
+    chunk = min(block, 64)
+    bar = tqdm(total=moments * block, desc="KPM moments", unit="step", disable=not progress, leave=False)
+    for c0 in range(0, block, chunk):
+        nc = min(chunk, block - c0)
+        if vectors is None:
+            r = np.zeros((n, nc), dt)
+            r[np.arange(c0, c0 + nc), np.arange(nc)] = 1.0
+        else:
+            r = rng.choice([-1.0, 1.0], size=(n, nc)).astype(dt)
+        v0, v1 = r, apply(r)
+        mu[0] += np.real(np.sum(r.conj() * v0))
+        mu[1] += np.real(np.sum(r.conj() * v1))
+        for m in range(2, moments):
+            v0, v1 = v1, 2 * apply(v1) - v0
+            mu[m] += np.real(np.sum(r.conj() * v1))
+        bar.update(moments * nc)
+    bar.close()
+    return mu / (1 if vectors is None else vectors)
+
+
+def dos_from_moments(mu: np.ndarray, bounds: tuple[float, float], energies: np.ndarray) -> np.ndarray:
+    """Jackson-damped Chebyshev series of the DOS (states/eV, spin factor 2) on ``energies`` (eV)."""
+    moments = len(mu)
+    lo, hi = bounds
+    a, b = (hi - lo) / 2, (hi + lo) / 2
+    m = np.arange(moments)
+    jackson = ((moments - m + 1) * np.cos(np.pi * m / (moments + 1))
+               + np.sin(np.pi * m / (moments + 1)) / np.tan(np.pi / (moments + 1))) / (moments + 1)
+    x = (np.asarray(energies, float) - b) / a
+    inside = np.abs(x) < 1
+    dos = np.zeros(len(x))
+    xi = x[inside]
+    t_prev, t_cur = np.ones_like(xi), xi.copy()
+    acc = jackson[0] * mu[0] * t_prev + 2 * jackson[1] * mu[1] * t_cur
+    for k in range(2, moments):
+        t_prev, t_cur = t_cur, 2 * xi * t_cur - t_prev
+        acc += 2 * jackson[k] * mu[k] * t_cur
+    dos[inside] = 2.0 * acc / (np.pi * np.sqrt(1 - xi**2) * a)  # spin factor 2; dx/dE = 1/a
+    return dos
+
+
+def kpm_dos(h: sp.spmatrix, s: sp.spmatrix, energies: np.ndarray, moments: int = 512, vectors: int | None = 16,
+            seed: int = 0, progress: bool = True, bounds: tuple[float, float] | None = None) -> dict:
+    """KPM DOS (states/eV, spin factor 2) of H c = e S c on ``energies`` (eV).
+
+    Returns {"dos_per_eV", "bounds_eV", "moments", "vectors", "seconds", "resolution_eV"}.
+    """
+    if moments < 2 or (vectors is not None and vectors < 1):
+        raise UnihamError("KPM needs at least 2 moments and 1 random vector")
+    t0 = time.perf_counter()
+    if bounds is None:
+        bounds = spectral_bounds(h.tocsr(), s.tocsr(), _s_solver(s.tocsr()))
+    mu = kpm_moments(h, s, bounds, moments, vectors, seed, progress)
+    return {"dos_per_eV": dos_from_moments(mu, bounds, energies), "bounds_eV": list(bounds), "moments": moments,
+            "vectors": vectors, "seconds": time.perf_counter() - t0,
+            "resolution_eV": float(np.pi * (bounds[1] - bounds[0]) / 2 / moments), "mu": mu}
