@@ -27,7 +27,7 @@ def test_supercell_gamma_equals_folded_primitive_k(si):
     # a supercell k-point: the primitive k's it folds from
     kq = np.array([0.5, 0.0, 0.0])
     h, s = E.supercell_matrices(si, reps, kq)
-    ref = np.sort(si.eigenvalues((ks * 1.0 + kq / np.array(reps))).ravel())
+    ref = np.sort(si.eigenvalues(ks * 1.0 + kq / np.array(reps)).ravel())
     assert np.abs(np.sort(E.generalized_eigh(h.toarray(), s.toarray())) - ref).max() < 1e-6
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from uniham.errors import UnihamError
 
-
 SPARSE_ABOVE = 4000  # orbitals: above this `uniham bands` switches to the sparse eigensolver
+LARGE_ABOVE = 500  # atoms: above this `uniham predict` runs chunked and writes prediction.h5
 
 
 def _kmesh(text: str):
@@ -63,6 +63,12 @@ def cmd_bands(args) -> None:
         from uniham.properties.eigensolvers import sparse_band_energies, window_gap
 
         fermi, how = (args.near, "--near") if args.near is not None else (ham.fermi_level, "file")
+        if fermi is None and ham.n_electrons:
+            from uniham.properties.kpm import kpm_fermi_level
+
+            fermi, res = kpm_fermi_level(ham.Hk(np.zeros(3), sparse=True), ham.Sk(np.zeros(3), sparse=True),
+                                         ham.n_electrons)
+            how = f"KPM electron count at Gamma, resolution {res:.2f} eV"
         if fermi is None:
             raise UnihamError("the sparse eigensolver needs an energy: give --near E (eV); the file has no E_F")
         if not args.sparse:
@@ -345,7 +351,19 @@ def cmd_predict(args) -> None:
     from uniham.model.predict import predict
     from uniham.structure import read_structure
 
-    ham = predict(read_structure(args.structure), args.model)
+    atoms = read_structure(args.structure)
+    if args.large or len(atoms) > LARGE_ABOVE:
+        from uniham.model.inference import predict_large
+
+        out = Path(args.output) / "prediction.h5"
+        res = predict_large(atoms, args.model, out, max_edges=args.max_edges, overlap=not args.no_overlap)
+        t = res["timing"]
+        print(f"{res['atoms']} atoms, {res['edges']} edges in {res['chunks']} chunks: graph {t['graph_s']:.1f} s, "
+              f"network {t['network_s']:.1f} s, overlaps {t['overlap_s']:.1f} s, total {t['total_s']:.1f} s; "
+              f"peak memory {res['peak_rss_mb']:.0f} MB")
+        print(f"written to {out} ({res['file_mb']:.1f} MB, sparse; uniham bands/dos read it)")
+        return
+    ham = predict(atoms, args.model)
     write_hamiltonian(ham, args.output, "deeph-dock")
     p = ham.provenance
     print(ham.summary())
@@ -509,6 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: busy-waiting OpenMP threads are 100x slower on a shared CPU)")
+    x.add_argument("--large", action="store_true",
+                   help=f"chunked, bounded-memory prediction into OUTPUT/prediction.h5 (automatic above {LARGE_ABOVE} atoms)")
+    x.add_argument("--max-edges", type=int, default=20000, help="edges per chunk with --large (memory bound)")
+    x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
     x.set_defaults(func=cmd_predict)
     x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")
     x.add_argument("--model", required=True)

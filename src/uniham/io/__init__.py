@@ -13,7 +13,7 @@ from pathlib import Path
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
 
-READ_FORMATS = ("deeph-dock", "deeph-legacy", "siesta", "abacus", "fhi-aims")
+READ_FORMATS = ("deeph-dock", "deeph-legacy", "siesta", "abacus", "fhi-aims", "uniham-sparse")
 WRITE_FORMATS = ("deeph-dock", "deeph-legacy")
 
 
@@ -25,6 +25,17 @@ def guess_format(path: Path) -> str:
 
     if not path.exists():
         raise UnihamError(f"no such file or folder: {path}")
+    if path.is_file() and path.suffix == ".h5":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") == "uniham-sparse-1":
+                    return "uniham-sparse"
+        except OSError:
+            pass
+    if path.is_dir() and (path / "prediction.h5").exists():
+        return "uniham-sparse"
     if path.is_file() and path.suffix.upper() in (".HSX", ".TSHS"):
         return "siesta"
     if path.is_dir():
@@ -50,6 +61,10 @@ def read_hamiltonian(path, fmt: str | None = None) -> Hamiltonian:
     fmt = fmt or guess_format(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        if fmt == "uniham-sparse":
+            from uniham.model.inference import read_prediction
+
+            return read_prediction(path / "prediction.h5" if path.is_dir() else path)
         if fmt == "deeph-dock":
             from uniham.io.deeph_dock import read_deeph_dock
             return read_deeph_dock(path)

@@ -27,10 +27,28 @@ def neighbor_graph(atoms: Atoms, cutoff: float) -> dict[str, np.ndarray]:
     order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
     i, j, shift = i[order], j[order], shift[order].astype(np.int64)
     vec = atoms.positions[j] + shift @ cell - atoms.positions[i]
-    index = {(a, b, *s): e for e, (a, b, s) in enumerate(zip(i.tolist(), j.tolist(), shift.tolist()))}
-    reverse = np.array([index[(b, a, -s[0], -s[1], -s[2])] for a, b, s in zip(i.tolist(), j.tolist(), shift.tolist())],
-                       dtype=np.int64)
-    return {"i": i, "j": j, "shift": shift, "vec": vec, "reverse": reverse}
+    return {"i": i, "j": j, "shift": shift, "vec": vec, "reverse": reverse_index(i, j, shift, len(atoms))}
+
+
+def reverse_index(i: np.ndarray, j: np.ndarray, shift: np.ndarray, n: int) -> np.ndarray:
+    """Index of the edge (j, i, -R) of every edge (i, j, R), vectorized (one integer key per edge and a
+    binary search; linear-scaling memory, no Python loop)."""
+    if not len(i):
+        return np.zeros(0, np.int64)
+    m = int(np.abs(shift).max()) if len(shift) else 0
+    b = 2 * m + 1
+
+    def key(a, c, s):
+        return ((a.astype(np.int64) * n + c) * b + (s[:, 0] + m)) * b * b + (s[:, 1] + m) * b + (s[:, 2] + m)
+
+    k = key(i, j, shift)
+    order = np.argsort(k, kind="stable")
+    rk = key(j, i, -shift)
+    pos = np.searchsorted(k[order], rk)
+    rev = order[np.clip(pos, 0, len(k) - 1)]
+    if np.any(k[rev] != rk):
+        raise ValueError("neighbour list is not symmetric: an edge has no reverse")
+    return rev.astype(np.int64)
 
 
 def structure_graph(atoms: Atoms, cutoff: float, dtype=torch.float32) -> dict[str, torch.Tensor]:

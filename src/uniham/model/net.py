@@ -116,17 +116,25 @@ class MessageLayer(nn.Module):
 
     def forward(self, x, graph, edge_scal, wigner, env):
         i, j = graph["edge_index"]
+        return self.update_nodes(x, self.aggregate(x, i, j, edge_scal, wigner, env, graph.get("sh")))
+
+    def aggregate(self, x, i, j, edge_scal, wigner, env, sh=None) -> torch.Tensor:
+        """Attention-weighted messages summed on target nodes i: (N, K, 2, C). The edges given must hold
+        every edge of each target they touch (the softmax runs over a node's edges): chunks of whole
+        node ranges of the (i-sorted) edge list may be summed separately."""
         n, c, l = x.shape[0], self.cfg.channels, self.cfg.lmax
         rad = self.radial(edge_scal).view(-1, l + 1, 2, 2 * c)[:, degree_of_component(l).to(x.device)]
         if self.cfg.kind == "so2":
             inp = torch.cat([rotate(x[j], wigner, True), rotate(x[i], wigner, True)], dim=-1) * rad
             msg = rotate(self.conv(inp), wigner, False)
         else:
-            msg = self.tp(torch.cat([x[j], x[i]], dim=-1) * rad, graph["sh"])
+            msg = self.tp(torch.cat([x[j], x[i]], dim=-1) * rad, sh)
         alpha = segment_softmax(self.attn(msg[:, 0, 0]), i, n, env)  # (E, heads)
         msg = msg * alpha.repeat_interleave(c // self.cfg.heads, dim=1)[:, None, None, :]
         # the residual stream stays float32 under autocast; only the linears run in bfloat16
-        agg = torch.zeros_like(x).index_add_(0, i, msg.to(x.dtype))
+        return torch.zeros_like(x).index_add_(0, i, msg.to(x.dtype))
+
+    def update_nodes(self, x, agg) -> torch.Tensor:
         x = x + self.update(agg)
         x = self.norm(x)
         return x + self.ffn_out(self.gate(self.ffn_in(x)))
@@ -214,54 +222,75 @@ class HamiltonianNet(nn.Module):
         self.site_self = DegreeLinear(l, c, self.cout)
         self.scale = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def edge_inputs(self, z, vec, i, j, emb=None) -> dict:
+        """Per-edge quantities: envelope (E,), scalar features (E, n_rbf + 2C), Wigner matrices (so2) or
+        spherical harmonics (e3) of the edge vectors vec (E, 3) Angstrom."""
         cfg = self.cfg
-        z, vec = graph["z"], graph["vec"]
-        i, j = graph["edge_index"]
-        n = z.shape[0]
         d = vec.norm(dim=1)
         env = envelope(d, cfg.cutoff)
-        emb = self.embed(z)
-        edge_scal = torch.cat([self.rbf(d) * env[:, None], emb[i], emb[j]], dim=1)
-        x = vec.new_zeros((n, n_components(cfg.lmax), 2, cfg.channels))
-        x[:, 0, 0] = emb
+        emb = self.embed(z) if emb is None else emb
+        out = {"env": env, "scal": torch.cat([self.rbf(d) * env[:, None], emb[i], emb[j]], dim=1),
+               "wigner": None, "sh": None}
         if cfg.kind == "so2":
-            wigner = edge_wigner(vec, max(cfg.lmax, self.lout))
+            out["wigner"] = edge_wigner(vec, max(cfg.lmax, self.lout))
         else:
             from e3nn import o3
 
-            wigner = None
-            graph = dict(graph, sh=o3.spherical_harmonics(list(range(cfg.lmax + 1)), vec, normalize=True))
+            out["sh"] = o3.spherical_harmonics(list(range(cfg.lmax + 1)), vec, normalize=True)
+        return out
+
+    def initial_features(self, z, dtype) -> torch.Tensor:
+        x = torch.zeros((z.shape[0], n_components(self.cfg.lmax), 2, self.cfg.channels), dtype=dtype, device=z.device)
+        x[:, 0, 0] = self.embed(z)
+        return x
+
+    def forward(self, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        z, vec = graph["z"], graph["vec"]
+        i, j = graph["edge_index"]
+        ei = self.edge_inputs(z, vec, i, j)
+        x = self.initial_features(z, vec.dtype)
         for layer in self.layers:
-            x = layer(x, graph, edge_scal, wigner, env)
+            x = layer.update_nodes(x, layer.aggregate(x, i, j, ei["scal"], ei["wigner"], ei["env"], ei["sh"]))
         # heads: model dtype (float32/64) even under autocast (bfloat16's 8-bit mantissa would cap H at ~0.4 % relative)
         with torch.autocast(x.device.type, enabled=False):
-            return self._heads(x.to(vec.dtype), graph, edge_scal.to(vec.dtype), wigner, env)
+            x = x.to(vec.dtype)
+            ei = {k: (v.to(vec.dtype) if k == "scal" else v) for k, v in ei.items()}
+            out_edge, site = self.head_outputs(x, i, j, ei)
+            h_site = self.site_blocks(x, site)
+            h_edge = self.assembler(self._split(out_edge)) * self.scale
+            # Hermiticity: H_ji(-R) = H_ij(R)^T
+            h_edge = 0.5 * (h_edge + h_edge[graph["reverse"]].transpose(1, 2))
+            return h_site, h_edge
 
-    def _heads(self, x, graph, edge_scal, wigner, env) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
-        i, j = graph["edge_index"]
-        n = x.shape[0]
-        l = cfg.lmax
-        rad = self.head_radial(edge_scal).view(-1, l + 1, 2, 2 * cfg.channels)[:, degree_of_component(l).to(x.device)]
-        if cfg.kind == "so2":
-            inp = torch.cat([rotate(x[j], wigner, True), rotate(x[i], wigner, True)], dim=-1) * rad
-            out_edge = rotate(self.edge_head(inp), wigner, False)
-            out_site_e = rotate(self.site_head(inp), wigner, False)
+    def head_outputs(self, x, i, j, ei: dict, edges: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Edge-head irreps (E, K, 2, c_out) (None unless ``edges``) and the site head's contributions summed
+        on the nodes i (N, K, 2, c_out); chunks of edges may be summed separately."""
+        l, n = self.cfg.lmax, x.shape[0]
+        rad = self.head_radial(ei["scal"]).view(-1, l + 1, 2, 2 * self.cfg.channels)[:, degree_of_component(l).to(x.device)]
+        if self.cfg.kind == "so2":
+            w = ei["wigner"]
+            inp = torch.cat([rotate(x[j], w, True), rotate(x[i], w, True)], dim=-1) * rad
+            out_edge = rotate(self.edge_head(inp), w, False) if edges else None
+            out_site_e = rotate(self.site_head(inp), w, False)
         else:
             inp = torch.cat([x[j], x[i]], dim=-1) * rad
-            out_edge = self.edge_head(inp, graph["sh"])
-            out_site_e = self.site_head(inp, graph["sh"])
-        site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, (out_site_e * env[:, None, None, None]).to(x.dtype))
+            out_edge = self.edge_head(inp, ei["sh"]) if edges else None
+            out_site_e = self.site_head(inp, ei["sh"])
+        site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, (out_site_e * ei["env"][:, None, None, None]).to(x.dtype))
+        return out_edge, site
+
+    def site_blocks(self, x, site) -> torch.Tensor:
+        """On-site blocks (N, U, U) from the node features and the summed site-head contributions."""
         own = self.site_self(x)
         k = min(own.shape[1], site.shape[1])  # degrees the node features and the output share
+        site = site.clone()
         site[:, :k] = site[:, :k] + own[:, :k]
-        h_edge = self.assembler(self._split(out_edge)) * self.scale
         h_site = self.assembler(self._split(site)) * self.scale
-        # Hermiticity: H_ji(-R) = H_ij(R)^T
-        h_edge = 0.5 * (h_edge + h_edge[graph["reverse"]].transpose(1, 2))
-        h_site = 0.5 * (h_site + h_site.transpose(1, 2))
-        return h_site, h_edge
+        return 0.5 * (h_site + h_site.transpose(1, 2))
+
+    def edge_blocks(self, out_edge) -> torch.Tensor:
+        """Unsymmetrized off-site blocks (E, U, U) from edge-head irreps."""
+        return self.assembler(self._split(out_edge)) * self.scale
 
     def _split(self, y: torch.Tensor) -> dict:
         return {(L, s): y[:, L * L:(L + 1) ** 2, 0 if s == 1 else 1, :cnt] for (L, s), cnt in self.need}

@@ -89,7 +89,7 @@ class _PardisoFactor:
     each solve is one phase-33 call with the index arrays cached (pypardiso's own ``solve`` re-hashes the
     whole matrix on every call, which dominated the Lanczos time)."""
 
-    def __init__(self, a: sp.csr_matrix) -> None:
+    def __init__(self, a: sp.csr_matrix, mtype: int = -2) -> None:
         import ctypes
 
         import pypardiso
@@ -99,21 +99,23 @@ class _PardisoFactor:
         up.sum_duplicates()
         up.sort_indices()
         self.a = up
-        self.ps = pypardiso.PyPardisoSolver(mtype=-2)
+        self.ps = pypardiso.PyPardisoSolver(mtype=mtype)
         self.ps.factorize(up)  # analysis + numerical factorization (phase 12)
         self.ia = (up.indptr + 1).astype(np.int32)
         self.ja = (up.indices + 1).astype(np.int32)
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
+    def solve(self, b: np.ndarray, phase: int = 33) -> np.ndarray:
+        """x = A^{-1} b; for an SPD factor (mtype 2) phase 331 applies L^{-1} P and 333 P^T L^{-T} alone."""
         if np.iscomplexobj(b):
-            return self.solve(np.ascontiguousarray(b.real)) + 1j * self.solve(np.ascontiguousarray(b.imag))
+            return (self.solve(np.ascontiguousarray(b.real), phase)
+                    + 1j * self.solve(np.ascontiguousarray(b.imag), phase))
         ct, ps = self.ctypes, self.ps
         b = np.asfortranarray(b, dtype=np.float64)
         x = np.zeros_like(b)
         err = ct.c_int32(0)
         i32, f64 = ct.POINTER(ct.c_int32), ct.POINTER(ct.c_double)
         ps._mkl_pardiso(ps.pt.ctypes.data_as(ct.POINTER(ps._pt_type[0])), ct.byref(ct.c_int32(1)),
-                        ct.byref(ct.c_int32(1)), ct.byref(ct.c_int32(ps.mtype)), ct.byref(ct.c_int32(33)),
+                        ct.byref(ct.c_int32(1)), ct.byref(ct.c_int32(ps.mtype)), ct.byref(ct.c_int32(phase)),
                         ct.byref(ct.c_int32(self.a.shape[0])), self.a.data.ctypes.data_as(f64),
                         self.ia.ctypes.data_as(i32), self.ja.ctypes.data_as(i32), ps.perm.ctypes.data_as(i32),
                         ct.byref(ct.c_int32(1 if b.ndim == 1 else b.shape[1])), ps.iparm.ctypes.data_as(i32),

@@ -1,0 +1,252 @@
+"""Linear-scaling prediction for large structures: chunked graph, network and overlaps; sparse output.
+
+The network is evaluated over *node-range chunks* of the i-sorted edge list, so a chunk holds all edges
+of its target atoms (the attention softmax and the message sums are complete within it) and memory is
+bounded by ``max_edges`` per chunk, whatever the size of the structure. Per layer only the node features
+(N, K, 2, C) are global. The output heads run per chunk on the canonical half of the edges (e < reverse(e))
+together with their reverses, so that H_ij(R) = (h_e + h_rev^T) / 2 is symmetrized without keeping all
+blocks in memory; blocks are streamed into HDF5.
+
+S(R) comes from the basis integrals (PySCF, no SCF) in the same chunks: one ``intor_cross`` between the
+chunk's atoms and the periodic images of their neighbours.
+
+File ``prediction.h5`` (format "uniham-sparse-1"; eV, Angstrom; only the canonical half of the off-site
+blocks, H_ji(-R) = H_ij(R)^T gives the rest):
+
+    atoms/numbers (N,), atoms/positions (N, 3), atoms/cell (3, 3), atoms/pbc (3,)
+    onsite/H (N, U, U) float32 [element rows/cols only, see norb]; onsite/S likewise
+    edges/i, edges/j (E,) int32, edges/R (E, 3) int32, edges/offset (E + 1,) int64 into the flat values
+    edges/H, edges/S (sum of n_i * n_j,) float32, row-major blocks
+    attrs: format, basis_family, elements (symbol -> norb), checkpoint, timing
+
+:func:`read_prediction` turns it into a :class:`uniham.hamiltonian.Hamiltonian` (small and medium sizes).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uniham.errors import UnihamError
+
+FORMAT = "uniham-sparse-1"
+
+
+def _chunks(ptr: np.ndarray, max_edges: int):
+    """Node ranges (n0, n1) whose edges (ptr[n0]:ptr[n1]) number at most max_edges (one node may exceed)."""
+    n = len(ptr) - 1
+    n0 = 0
+    while n0 < n:
+        n1 = int(np.searchsorted(ptr, ptr[n0] + max_edges, side="right")) - 1
+        n1 = min(max(n1, n0 + 1), n)
+        yield n0, n1
+        n0 = n1
+
+
+def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: bool = True,
+                  progress: bool = True, threads: int = 0) -> dict:
+    """Predict every H block (and S from integrals) of ``atoms`` in bounded memory; write ``out_path``.
+
+    Returns timing (graph, network, overlap, total seconds), counts and the peak RSS (MB).
+    """
+    import resource
+
+    import h5py
+    from tqdm import tqdm
+
+    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis
+    from uniham.model.graph import neighbor_graph
+    from uniham.model.train import load_checkpoint, model_from_checkpoint
+    from uniham.structure import ensure_box
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt).eval()
+    family = ckpt.get("basis_family") or DEFAULT_BASIS
+    box = ensure_box(atoms)
+    symbols = np.array(box.get_chemical_symbols())
+    try:
+        bases = {x: load_basis(x, family) for x in dict.fromkeys(symbols.tolist())}
+    except UnihamError as exc:
+        raise UnihamError(f"the model's basis {family}: {exc}") from None
+    layout = model.layout
+    index = {x: np.asarray(layout.element_index(b.orbital_basis())) for x, b in bases.items()}
+    norb = {x: len(v) for x, v in index.items()}
+    g = neighbor_graph(box, model.cfg.cutoff)
+    t_graph = time.perf_counter() - t0
+    n, ne = len(box), len(g["i"])
+    ptr = np.searchsorted(g["i"], np.arange(n + 1))
+    z = torch.tensor(box.numbers, dtype=torch.long)
+    i_all, j_all = torch.from_numpy(g["i"]), torch.from_numpy(g["j"])
+    vec_all = torch.from_numpy(g["vec"]).float()
+    chunks = list(_chunks(ptr, max_edges))
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        emb = model.embed(z)
+        x = model.initial_features(z, torch.float32)
+        bar = tqdm(total=len(chunks) * (len(model.layers) + 1), desc="network (chunks)", disable=not progress,
+                   leave=False)
+        for layer in model.layers:
+            agg = torch.zeros_like(x)
+            for n0, n1 in chunks:
+                e = slice(ptr[n0], ptr[n1])
+                ei = model.edge_inputs(z, vec_all[e], i_all[e], j_all[e], emb)
+                agg += layer.aggregate(x, i_all[e], j_all[e], ei["scal"], ei["wigner"], ei["env"], ei["sh"])
+                bar.update(1)
+            x = layer.update_nodes(x, agg)
+        site = None
+        canon = g["reverse"] > np.arange(ne)
+        n_canon = int(canon.sum())
+        sizes = np.array([norb[symbols[a]] * norb[symbols[b]] for a, b in zip(g["i"][canon], g["j"][canon])],
+                         dtype=np.int64)
+        offset = np.concatenate([[0], np.cumsum(sizes)])
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        f = h5py.File(tmp, "w")
+        f.attrs["format"] = FORMAT
+        f.attrs["basis_family"] = family
+        f.attrs["elements"] = json.dumps(norb)
+        f.attrs["checkpoint"] = str(ckpt_path)
+        f.create_dataset("atoms/numbers", data=box.numbers)
+        f.create_dataset("atoms/positions", data=box.positions)
+        f.create_dataset("atoms/cell", data=box.cell.array)
+        f.create_dataset("atoms/pbc", data=box.pbc)
+        f.create_dataset("edges/i", data=g["i"][canon].astype(np.int32))
+        f.create_dataset("edges/j", data=g["j"][canon].astype(np.int32))
+        f.create_dataset("edges/R", data=g["shift"][canon].astype(np.int32))
+        f.create_dataset("edges/offset", data=offset)
+        dh = f.create_dataset("edges/H", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
+        canon_pos = np.cumsum(canon) - 1  # position of a canonical edge among the canonical ones
+        for n0, n1 in chunks:
+            e0, e1 = ptr[n0], ptr[n1]
+            e = slice(e0, e1)
+            ei = model.edge_inputs(z, vec_all[e], i_all[e], j_all[e], emb)
+            sel = np.nonzero(canon[e0:e1])[0]
+            _, s_part = model.head_outputs(x, i_all[e], j_all[e], ei, edges=False)
+            site = s_part if site is None else site + s_part
+            if len(sel):
+                ce = torch.from_numpy(sel + e0)
+                fwd = model.edge_inputs(z, vec_all[ce], i_all[ce], j_all[ce], emb)
+                rev = model.edge_inputs(z, -vec_all[ce], j_all[ce], i_all[ce], emb)
+                of, _ = model.head_outputs(x, i_all[ce], j_all[ce], fwd)
+                orv, _ = model.head_outputs(x, j_all[ce], i_all[ce], rev)
+                h = 0.5 * (model.edge_blocks(of) + model.edge_blocks(orv).transpose(1, 2))
+                h = h.numpy()
+                flat = [h[k][np.ix_(index[symbols[g["i"][ee]]], index[symbols[g["j"][ee]]])].ravel()
+                        for k, ee in enumerate(sel + e0)]
+                first = canon_pos[sel[0] + e0]
+                dh[offset[first]:offset[first] + sum(map(len, flat))] = np.concatenate(flat)
+            bar.update(1)
+        bar.close()
+        h_site = model.site_blocks(x, site).numpy()
+        u = layout.dim
+        onsite = np.zeros((n, u, u), np.float32)
+        for a in range(n):
+            ia = index[symbols[a]]
+            onsite[a, :len(ia), :len(ia)] = h_site[a][np.ix_(ia, ia)]
+        f.create_dataset("onsite/H", data=onsite, compression="gzip")
+    t_net = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    if overlap:
+        _write_overlaps(f, box, symbols, bases, g, canon, offset, chunks, ptr, progress)
+    t_ovl = time.perf_counter() - t2
+    timing = {"graph_s": t_graph, "network_s": t_net, "overlap_s": t_ovl, "total_s": time.perf_counter() - t0}
+    f.attrs["timing"] = json.dumps(timing)
+    f.close()
+    tmp.replace(out_path)
+    return {"atoms": n, "edges": ne, "blocks_written": n_canon + n, "chunks": len(chunks), "timing": timing,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "file": str(out_path),
+            "file_mb": out_path.stat().st_size / 2**20}
+
+
+def _write_overlaps(f, box, symbols, bases, g, canon, offset, chunks, ptr, progress) -> None:
+    """S blocks by PySCF integrals, chunk by chunk: <chunk atoms | neighbour images of the chunk>."""
+    from pyscf import gto
+    from tqdm import tqdm
+
+    from uniham.dft.cp2k_basis import _pyscf_to_uniham, pyscf_mole
+
+    u = {s: _pyscf_to_uniham(b) for s, b in bases.items()}
+    ds = f.create_dataset("edges/S", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
+    cell = box.cell.array
+    canon_pos = np.cumsum(canon) - 1
+    n = len(box)
+    maxn = max(b.orbital_basis().dim for b in bases.values())
+    onsite = np.zeros((n, maxn, maxn), np.float32)
+    for n0, n1 in tqdm(chunks, desc="overlaps (chunks)", disable=not progress, leave=False):
+        e0, e1 = ptr[n0], ptr[n1]
+        home = np.arange(n0, n1)
+        img_j, img_r = g["j"][e0:e1], g["shift"][e0:e1]
+        keys, inv = np.unique(np.column_stack([img_j, img_r]), axis=0, return_inverse=True)
+        pos_img = box.positions[keys[:, 0]] + keys[:, 1:] @ cell
+        mol_a, off_a = pyscf_mole(list(symbols[home]), box.positions[home], bases)
+        mol_b, off_b = pyscf_mole(list(symbols[keys[:, 0]]), pos_img, bases)
+        s_ab = gto.intor_cross("int1e_ovlp", mol_a, mol_b)
+        s_aa = gto.intor_cross("int1e_ovlp", mol_a, mol_a)
+        for k, a in enumerate(home):
+            blk = u[symbols[a]] @ s_aa[off_a[k]:off_a[k + 1], off_a[k]:off_a[k + 1]] @ u[symbols[a]].T
+            onsite[a, :len(blk), :len(blk)] = blk
+        sel = np.nonzero(canon[e0:e1])[0]
+        if not len(sel):
+            continue
+        vals = []
+        for ee in sel:
+            a, b = g["i"][e0 + ee], g["j"][e0 + ee]
+            q = inv.ravel()[ee]
+            blk = s_ab[off_a[a - n0]:off_a[a - n0 + 1], off_b[q]:off_b[q + 1]]
+            vals.append((u[symbols[a]] @ blk @ u[symbols[b]].T).ravel())
+        first = canon_pos[sel[0] + e0]
+        ds[offset[first]:offset[first] + sum(map(len, vals))] = np.concatenate(vals)
+    f.create_dataset("onsite/S", data=onsite, compression="gzip")
+
+
+def read_prediction(path):
+    """The :class:`uniham.hamiltonian.Hamiltonian` of a ``prediction.h5`` (both halves of the blocks)."""
+    import h5py
+    from ase import Atoms
+
+    from uniham.dft.cp2k_basis import load_basis
+    from uniham.hamiltonian import Hamiltonian
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UnihamError(f"{path}: not an HDF5 file ({exc})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise UnihamError(f"{path}: not a uniham sparse prediction (format {f.attrs.get('format')!r})")
+        atoms = Atoms(numbers=f["atoms/numbers"][()], positions=f["atoms/positions"][()], cell=f["atoms/cell"][()],
+                      pbc=f["atoms/pbc"][()])
+        family = f.attrs["basis_family"]
+        symbols = atoms.get_chemical_symbols()
+        bases = {x: load_basis(x, family) for x in dict.fromkeys(symbols)}
+        norb = {x: b.orbital_basis().dim for x, b in bases.items()}
+        i, j, r, off = f["edges/i"][()], f["edges/j"][()], f["edges/R"][()], f["edges/offset"][()]
+        hv = f["edges/H"][()].astype(float)
+        sv = f["edges/S"][()].astype(float) if "edges/S" in f else None
+        oh = f["onsite/H"][()].astype(float)
+        os_ = f["onsite/S"][()].astype(float) if "onsite/S" in f else None
+    H, S = {}, ({} if sv is not None else None)
+    for a, x in enumerate(symbols):
+        m = norb[x]
+        H[(0, 0, 0, a, a)] = oh[a, :m, :m]
+        if S is not None:
+            S[(0, 0, 0, a, a)] = os_[a, :m, :m]
+    for e in range(len(i)):
+        a, b = int(i[e]), int(j[e])
+        shape = (norb[symbols[a]], norb[symbols[b]])
+        key = (int(r[e, 0]), int(r[e, 1]), int(r[e, 2]), a, b)
+        rkey = (-key[0], -key[1], -key[2], b, a)
+        blk = hv[off[e]:off[e + 1]].reshape(shape)
+        H[key], H[rkey] = blk, blk.T
+        if S is not None:
+            sb = sv[off[e]:off[e + 1]].reshape(shape)
+            S[key], S[rkey] = sb, sb.T
+    n_el = float(sum(bases[x].valence for x in symbols))
+    return Hamiltonian(atoms, {x: b.orbital_basis() for x, b in bases.items()}, H, S, None, n_el, False)
