@@ -106,3 +106,14 @@ def test_kpm_moments_and_dos(si):
     mid = 0.5 * (ev[ev <= si.fermi_level].max() + ev[ev > si.fermi_level].min())
     assert abs(np.interp(mid, en, cum) - np.interp(mid, en, cum_ref)) < 0.05 * np.interp(mid, en, cum_ref)
     assert np.abs(r["dos_per_eV"] - ref).max() < 0.15 * ref.max()
+
+
+def test_kpm_fermi_level_lands_in_the_gap(si):
+    from uniham.properties import kpm
+
+    h, s = E.supercell_matrices(si, (2, 2, 2))
+    ev = np.sort(E.generalized_eigh(h.toarray(), s.toarray()))
+    n_el = si.n_electrons * 8
+    vbm, cbm = ev[int(n_el // 2) - 1], ev[int(n_el // 2)]
+    ef, res = kpm.kpm_fermi_level(h, s, n_el, moments=512, vectors=16, progress=False)
+    assert vbm < ef < cbm, (vbm, ef, cbm)

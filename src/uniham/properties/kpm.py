@@ -63,7 +63,7 @@ def spectral_bounds(h: sp.spmatrix, s: sp.spmatrix, solve_s, pad: float = 0.02) 
 
 
 def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, bounds: tuple[float, float], moments: int, vectors: int | None,
-                seed: int = 0, progress: bool = True) -> np.ndarray:
+                seed: int = 0, progress: bool = True, per_vector: bool = False) -> np.ndarray:
     """Chebyshev moments mu_m ~ Tr T_m((S^{-1} H - b) / a), m < ``moments``.
 
     vectors: number of random +-1 vectors (stochastic trace), or None for the exact trace over all unit
@@ -78,7 +78,7 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, bounds: tuple[float, float], mom
     rng = np.random.default_rng(seed)
     dt = np.complex128 if np.iscomplexobj(h.data) or np.iscomplexobj(s.data) else np.float64
     block = n if vectors is None else vectors
-    mu = np.zeros(moments)
+    each = np.zeros((block, moments))
     chol = _cholesky(s)
     if chol is not None:
         # the Hermitian form L^{-1} P H P^T L^{-T} (P S P^T = L L^T): same spectrum, low-variance trace
@@ -102,14 +102,16 @@ def kpm_moments(h: sp.spmatrix, s: sp.spmatrix, bounds: tuple[float, float], mom
         else:
             r = rng.choice([-1.0, 1.0], size=(n, nc)).astype(dt)
         v0, v1 = r, apply(r)
-        mu[0] += np.real(np.sum(r.conj() * v0))
-        mu[1] += np.real(np.sum(r.conj() * v1))
+        each[c0:c0 + nc, 0] = np.real(np.sum(r.conj() * v0, axis=0))
+        each[c0:c0 + nc, 1] = np.real(np.sum(r.conj() * v1, axis=0))
         for m in range(2, moments):
             v0, v1 = v1, 2 * apply(v1) - v0
-            mu[m] += np.real(np.sum(r.conj() * v1))
+            each[c0:c0 + nc, m] = np.real(np.sum(r.conj() * v1, axis=0))
         bar.update(moments * nc)
     bar.close()
-    return mu / (1 if vectors is None else vectors)
+    if per_vector:
+        return each
+    return each.sum(axis=0) / (1 if vectors is None else vectors)
 
 
 def dos_from_moments(mu: np.ndarray, bounds: tuple[float, float], energies: np.ndarray) -> np.ndarray:
@@ -150,20 +152,38 @@ def kpm_dos(h: sp.spmatrix, s: sp.spmatrix, energies: np.ndarray, moments: int =
             "resolution_eV": float(np.pi * (bounds[1] - bounds[0]) / 2 / moments), "mu": mu}
 
 
-def kpm_fermi_level(h: sp.spmatrix, s: sp.spmatrix, n_electrons: float, moments: int = 512, vectors: int = 8,
+def kpm_fermi_level(h: sp.spmatrix, s: sp.spmatrix, n_electrons: float, moments: int = 1024, vectors: int = 16,
                     progress: bool = True) -> tuple[float, float]:
-    """E_F (eV) where the KPM-integrated DOS holds ``n_electrons``; returns (E_F, resolution_eV).
+    """E_F (eV) of ``n_electrons`` from the KPM-integrated DOS; returns (E_F, resolution_eV).
 
-    For an insulator this lands in the gap (to within the kernel resolution of the band edges)."""
+    The stochastic count has an absolute error that grows like sqrt(norb / R) (tens of electrons for
+    thousands of atoms), far more than one state, so "where the count reaches N" alone lands inside a band.
+    Instead: among the energies whose count is within 3 standard errors of N (the spread over the random
+    vectors), the lowest-DOS point is taken; if the DOS there is gap-like (< 2 % of the mean DOS in that
+    window) E_F is the centre of that gap, else (a metal) where the mean count equals N.
+    """
     h, s = h.tocsr(), s.tocsr()
     bounds = spectral_bounds(h, s, _s_solver(s))
     en = np.linspace(bounds[0], bounds[1], 20 * moments)
-    res = kpm_dos(h, s, en, moments, vectors, progress=progress, bounds=bounds)
-    cum = np.cumsum(res["dos_per_eV"]) * (en[1] - en[0])
-    k = int(np.searchsorted(cum, n_electrons))
-    if k >= len(en):
+    each = kpm_moments(h, s, bounds, moments, vectors, progress=progress, per_vector=True)
+    de = en[1] - en[0]
+    cums = np.array([np.cumsum(dos_from_moments(m, bounds, en)) * de for m in each])  # (R, nE)
+    cum, err = cums.mean(axis=0), cums.std(axis=0, ddof=1) / np.sqrt(len(cums))
+    dos = np.gradient(cum, de)
+    resolution = float(np.pi * (bounds[1] - bounds[0]) / 2 / moments)
+    if cum[-1] < n_electrons:
         raise UnihamError(f"{n_electrons} electrons do not fit in the {cum[-1]:.0f} states of the basis")
-    # the middle of the energy interval where the count is within +-0.1 electron of N (a gap's centre)
-    lo = en[np.searchsorted(cum, n_electrons - 0.1)]
-    hi = en[min(len(en) - 1, np.searchsorted(cum, n_electrons + 0.1))]
-    return float(0.5 * (lo + hi)), res["resolution_eV"]
+    window = np.abs(cum - n_electrons) <= 3 * err + 0.5
+    if not window.any():
+        window[np.argmin(np.abs(cum - n_electrons))] = True
+    idx = np.nonzero(window)[0]
+    k = idx[np.argmin(dos[idx])]
+    if dos[k] < 0.02 * max(dos[idx].mean(), 1e-12) or dos[k] < 1e-3:
+        low = dos < max(2 * dos[k], 1e-3)
+        lo = hi = k
+        while lo > 0 and low[lo - 1]:
+            lo -= 1
+        while hi < len(en) - 1 and low[hi + 1]:
+            hi += 1
+        return float(0.5 * (en[lo] + en[hi])), resolution
+    return float(np.interp(n_electrons, cum, en)), resolution
