@@ -211,7 +211,7 @@ def cmd_optics(args) -> None:
         Path(args.json).write_text(json.dumps(out))
         print(f"JSON: {args.json}")
     if args.plot:
-        plot_eps(res, args.plot)
+        plot_eps(res, args.plot, args.plot_max)
         print(f"plot: {args.plot}")
 
 
@@ -458,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--components", default="xx,yy,zz", help="tensor components, e.g. xx,yy,zz,xy")
     o.add_argument("--json")
     o.add_argument("--plot")
+    o.add_argument("--plot-max", type=float, default=10.0, help="upper photon energy of the plot, eV")
     o.set_defaults(func=cmd_optics)
 
     f = sub.add_parser("dft", help="Kohn-Sham DFT (CP2K or PySCF) -> H(R), S(R) as a DeepH-dock folder")

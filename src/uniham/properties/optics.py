@@ -259,7 +259,7 @@ def kk_residual(omega: np.ndarray, chi: np.ndarray) -> dict:
             "window_eV": [float(omega[0]), float(omega[half][-1])]}
 
 
-def plot_eps(result: dict, path) -> None:
+def plot_eps(result: dict, path, emax: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,6 +271,8 @@ def plot_eps(result: dict, path) -> None:
         ax.plot(w, e.real, label=f"Re eps_{c}")
         ax.plot(w, e.imag, "--", label=f"Im eps_{c}")
     ax.axhline(0, color="k", lw=0.5)
+    if emax:
+        ax.set_xlim(w[0], min(emax, w[-1]))
     ax.set_xlabel("photon energy (eV)")
     ax.set_ylabel("dielectric function eps_r = 1 + chi (SI)")
     ax.set_title(f"independent-particle eps(w), {result['kmesh']} k, sigma {result['broadening_eV']} eV")
