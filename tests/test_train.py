@@ -143,3 +143,17 @@ def test_sample_cache_round_trip(si_dock, tmp_path):
             assert torch.equal(back[k], v), k
         else:
             assert back[k] == v
+
+
+def test_distributed_data_parallel_two_ranks(si_dock, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): one summary (rank 0), a finite checkpoint at the last step."""
+    cfg = _config(tmp_path, si_dock, "ddp", 6, ema=0.0)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "uniham.cli", "train", str(cfg)], capture_output=True, text=True, env=env,
+                       timeout=600, check=False)
+    assert p.returncode == 0, [l for l in p.stderr.splitlines() if "uniham" in l or "Error" in l][-8:]
+    summaries = [line for line in p.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and json.loads(summaries[0])["step"] == 6
+    ck = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 6 and all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
