@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
 import numpy as np
+from _isolated import run_case
 
 
 def _distinct(x: np.ndarray, tol: float = 1e-6) -> np.ndarray:
@@ -94,14 +94,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, a.src, "--n", str(a.n), "--dense-max", str(a.dense_max),
                    "--disorder", str(a.disorder),
                    "--one", f"{reps}:{solver}"]
-            try:
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, check=False)
-                row = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
-                    {"reps": reps, "solver": solver, "error": p.stderr.strip().splitlines()[-1:]}
-            except subprocess.TimeoutExpired:
-                row = {"reps": reps, "solver": solver, "error": f"over {a.timeout} s"}
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            rows.append(row)
+            rows.append(run_case(cmd, a.timeout, {"reps": reps, "solver": solver}))
     print(json.dumps({"src": a.src, "disorder_eV": a.disorder, "rows": rows}, indent=1))
 
 

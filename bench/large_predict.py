@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from _isolated import run_case
 
 
 def structure(reps: int):
@@ -88,14 +88,8 @@ def main() -> None:
     for kind, reps in jobs:
         cmd = [sys.executable, __file__, "--model", a.model, "--threads", str(a.threads), "--max-edges",
                str(a.max_edges), "--one", f"{kind}:{reps}"] + (["--no-overlap"] if a.no_overlap else [])
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, check=False)
-            row = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
-                {"job": kind, "reps": reps, "error": p.stderr.strip().splitlines()[-1:]}
-        except subprocess.TimeoutExpired:
-            row = {"job": kind, "reps": reps, "error": f"over {a.timeout} s"}
+        row = run_case(cmd, a.timeout, {"job": kind, "reps": reps})
         row["job"] = kind
-        print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     pred = {r["atoms"]: r for r in rows if r["job"] == "predict" and "atoms" in r}
     summary = {}

@@ -142,11 +142,11 @@ class _PardisoFactor:
 
 
 def _factorize(a: sp.csr_matrix, solver: str):
-    """x = solve(b) for the sparse matrix a; returns (solve, dtype)."""
+    """x = solve(b) for the sparse matrix a."""
     if solver == "pardiso":
-        return _PardisoFactor(a.real if np.iscomplexobj(a.data) else a).solve, float
+        return _PardisoFactor(a.real if np.iscomplexobj(a.data) else a).solve
     lu = splu(a.tocsc())
-    return lu.solve, a.dtype
+    return lu.solve
 
 
 def eigs_near(h: sp.spmatrix, s: sp.spmatrix, n: int, sigma: float, solver: str = "auto",
@@ -170,7 +170,7 @@ def eigs_near(h: sp.spmatrix, s: sp.spmatrix, n: int, sigma: float, solver: str 
     if real:
         h, s = h.real.tocsr(), s.real.tocsr()
     t0 = time.perf_counter()
-    solve, dt = _factorize((h - sigma * s).tocsr(), solver)
+    solve = _factorize((h - sigma * s).tocsr(), solver)
     t1 = time.perf_counter()
     op = LinearOperator(h.shape, matvec=solve, dtype=h.dtype)
     try:

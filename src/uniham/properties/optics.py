@@ -169,9 +169,9 @@ def susceptibility(ham, kmesh, omega: np.ndarray, broadening: float = 0.1, fermi
     if vol < 1e-6:
         raise UnihamError("optics needs a periodic cell with a volume")
     bloch = AtomicGaugeBloch(ham)
-    eigs = ham.eigenvalues(kpts, progress=progress)
     gap = None
-    if fermi is None:
+    if fermi is None:  # a pre-pass over the mesh only when E_F must be found
+        eigs = ham.eigenvalues(kpts, progress=progress)
         fermi = resolve_fermi(ham, eigs=eigs)[0]
         gap = band_gap(eigs, fermi)
         if gap["gap_eV"] > 0:  # an insulator: E_F mid-gap, occupations exactly 0 or 1
