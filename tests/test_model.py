@@ -44,6 +44,8 @@ def test_blocks_transform_with_wigner_d(kind, dtype, tol):
         model = build_model(cfg).to(dtype)
     finally:
         torch.set_default_dtype(old)
+    with torch.no_grad():  # per-element reference levels (as the trainer fits them) must keep equivariance
+        model.site_ref.copy_(model.layout.invariant_part(torch.randn(model.site_ref.shape, dtype=dtype)))
     atoms = _structure()
     g, hs, he = _predict(model, atoms, dtype)
     assert he.shape[0] > 20
@@ -129,3 +131,38 @@ def test_chunked_large_prediction_equals_full_forward(tmp_path):
     assert big.max_abs_difference(ref, "H") < 1e-5 * scale
     assert big.max_abs_difference(ref, "S") < 1e-6
     assert big.hermiticity_error("H") == 0.0
+
+
+def test_site_reference_is_the_rotation_invariant_part():
+    """invariant_part is a projection, unchanged by rotating the block, and keeps each equal-l trace."""
+    from uniham.model.layout import Layout
+
+    layout = Layout.from_counts(dict(LAYOUT))
+    b = torch.randn(3, layout.dim, layout.dim, dtype=torch.float64)
+    inv = layout.invariant_part(b)
+    d = torch.tensor(_dfull(layout, Rotation.random(random_state=4).as_matrix()))
+    assert torch.allclose(layout.invariant_part(d @ b @ d.T), inv, atol=1e-12)
+    assert torch.allclose(layout.invariant_part(inv), inv)
+    for (l, _), o in zip(layout.slots, layout.offsets):
+        sl = slice(o, o + 2 * l + 1)
+        assert torch.allclose(inv[:, sl, sl].diagonal(dim1=1, dim2=2).sum(1), b[:, sl, sl].diagonal(dim1=1, dim2=2).sum(1))
+    assert inv[:, 0:1, 2:5].abs().max() == 0  # s-p: no invariant part
+
+
+def test_overlap_weighted_loss():
+    from uniham.model.train import loss_fn
+
+    u = 4
+    m_site, m_edge = torch.ones(1, u, u, dtype=torch.bool), torch.ones(2, u, u, dtype=torch.bool)
+    batch = {"h_site": torch.zeros(1, u, u), "h_edge": torch.zeros(2, u, u), "m_site": m_site, "m_edge": m_edge,
+             "s_site": torch.eye(u)[None], "s_edge": torch.stack([torch.full((u, u), 0.5), torch.full((u, u), 0.001)])}
+    near = (torch.zeros(1, u, u), torch.stack([torch.full((u, u), 0.01), torch.zeros(u, u)]))
+    far = (torch.zeros(1, u, u), torch.stack([torch.zeros(u, u), torch.full((u, u), 0.01)]))
+    for kind in ("mae", "mse"):
+        l0n, mae_n = loss_fn(near, batch, kind, "absolute", 0.0)
+        l0f, mae_f = loss_fn(far, batch, kind, "absolute", 0.0)
+        assert torch.isclose(l0n, l0f) and torch.isclose(mae_n, mae_f)
+        lwn, mae_w = loss_fn(near, batch, kind, "absolute", 10.0)
+        lwf, _ = loss_fn(far, batch, kind, "absolute", 10.0)
+        assert torch.isclose(mae_w, mae_n)  # the reported MAE is never weighted
+        assert torch.isclose(lwn / lwf, torch.tensor((1 + 10 * 0.5) / (1 + 10 * 0.001)))

@@ -554,6 +554,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not sys.stderr.isatty():  # progress bars into a log file: a line every 30 s, not every 0.1 s
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         args.func(args)
     except UnihamError as exc:

@@ -144,7 +144,7 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
                 dh[offset[first]:offset[first] + sum(map(len, flat))] = np.concatenate(flat)
             bar.update(1)
         bar.close()
-        h_site = model.site_blocks(x, site).numpy()
+        h_site = model.site_blocks(x, site, z).numpy()
         u = layout.dim
         onsite = np.zeros((n, u, u), np.float32)
         for a in range(n):

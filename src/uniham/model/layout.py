@@ -95,6 +95,20 @@ class Layout:
             idx += list(range(o, o + 2 * l + 1))
         return np.array(idx, dtype=np.int64)
 
+    def invariant_part(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Rotation-invariant part of on-site blocks (N, U, U): between two slots of equal l the mean of
+        the diagonal times the identity (the L = 0 irrep), zero between slots of different l."""
+        out = torch.zeros_like(blocks)
+        offs = self.offsets
+        for a, (la, _) in enumerate(self.slots):
+            for b, (lb, _) in enumerate(self.slots):
+                if la != lb:
+                    continue
+                sa, sb = slice(offs[a], offs[a + 1]), slice(offs[b], offs[b + 1])
+                mean = blocks[:, sa, sb].diagonal(dim1=1, dim2=2).mean(1)
+                out[:, sa, sb] = mean[:, None, None] * torch.eye(2 * la + 1, dtype=blocks.dtype, device=blocks.device)
+        return out
+
     def slot_pairs(self) -> list[tuple[int, int]]:
         n = len(self.slots)
         return [(a, b) for a in range(n) for b in range(n)]

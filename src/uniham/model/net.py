@@ -221,6 +221,10 @@ class HamiltonianNet(nn.Module):
             self.site_head = _E3Message(cfg, 2 * c, irr)
         self.site_self = DegreeLinear(l, c, self.cout)
         self.scale = nn.Parameter(torch.tensor(1.0))
+        # per-element reference on-site blocks (eV; invariant L = 0 parts, fitted to the training data by
+        # the trainer): the network predicts on-site blocks relative to them, so it need not produce
+        # the large atomic levels (tens of eV) from unit-scale features
+        self.register_buffer("site_ref", torch.zeros(N_ELEMENTS, self.layout.dim, self.layout.dim))
 
     def edge_inputs(self, z, vec, i, j, emb=None) -> dict:
         """Per-edge quantities: envelope (E,), scalar features (E, n_rbf + 2C), Wigner matrices (so2) or
@@ -256,7 +260,7 @@ class HamiltonianNet(nn.Module):
             x = x.to(vec.dtype)
             ei = {k: (v.to(vec.dtype) if k == "scal" else v) for k, v in ei.items()}
             out_edge, site = self.head_outputs(x, i, j, ei)
-            h_site = self.site_blocks(x, site)
+            h_site = self.site_blocks(x, site, z)
             h_edge = self.assembler(self._split(out_edge)) * self.scale
             # Hermiticity: H_ji(-R) = H_ij(R)^T
             h_edge = 0.5 * (h_edge + h_edge[graph["reverse"]].transpose(1, 2))
@@ -279,14 +283,15 @@ class HamiltonianNet(nn.Module):
         site = x.new_zeros((n,) + out_site_e.shape[1:]).index_add_(0, i, (out_site_e * ei["env"][:, None, None, None]).to(x.dtype))
         return out_edge, site
 
-    def site_blocks(self, x, site) -> torch.Tensor:
-        """On-site blocks (N, U, U) from the node features and the summed site-head contributions."""
+    def site_blocks(self, x, site, z) -> torch.Tensor:
+        """On-site blocks (N, U, U) of atoms with atomic numbers z (N,) from the node features and the
+        summed site-head contributions, plus the element's reference block."""
         own = self.site_self(x)
         k = min(own.shape[1], site.shape[1])  # degrees the node features and the output share
         site = site.clone()
         site[:, :k] = site[:, :k] + own[:, :k]
         h_site = self.assembler(self._split(site)) * self.scale
-        return 0.5 * (h_site + h_site.transpose(1, 2))
+        return 0.5 * (h_site + h_site.transpose(1, 2)) + self.site_ref[z].to(h_site.dtype)
 
     def edge_blocks(self, out_edge) -> torch.Tensor:
         """Unsymmetrized off-site blocks (E, U, U) from edge-head irreps."""

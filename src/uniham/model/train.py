@@ -24,8 +24,13 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
     checkpoint_every = 200
     patience = 0                     # early stopping after this many evaluations without improvement (0 = off)
     loss = "mse"                     # "mse" or "mae" on H entries (eV)
+    overlap_weight = 0.0             # block weight 1 + w * max|S_block|: strongly overlapping (near) blocks,
+                                     # which set the bands, count more than the many small far ones
+    site_reference = true            # predict on-site blocks relative to per-element mean levels (fitted)
     gauge = "absolute"               # "absolute", or "free": loss invariant to H -> H + c S per structure
     device = "auto"                  # "auto" (CUDA when present), "cpu", "cuda"
+    compile = false                  # torch.compile the model for training steps (pays off for many steps on
+                                     # one structure size: GPU launch overhead; compiling takes minutes)
     amp = false                      # bfloat16 autocast on CUDA (measured: no faster for this model, 18 % worse MAE)
     seed = 0
     threads = 0                      # torch CPU threads (0 = torch's default; 1 on a shared CPU)
@@ -63,7 +68,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e-5, "warmup": 100,
                   "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
-                  "patience": 0, "loss": "mse", "gauge": "absolute", "device": "auto", "amp": False, "seed": 0,
+                  "patience": 0, "loss": "mse", "overlap_weight": 0.0, "site_reference": True, "gauge": "absolute", "device": "auto", "compile": False, "amp": False, "seed": 0,
                   "threads": 0, "max_minutes": 0.0}
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0}
 
@@ -112,13 +117,43 @@ def residuals(pred: tuple, batch: dict, gauge: str) -> tuple[torch.Tensor, torch
     return rs, re
 
 
-def loss_fn(pred, batch, kind: str, gauge: str) -> tuple[torch.Tensor, torch.Tensor]:
+def block_weights(batch: dict, overlap_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-block loss weights 1 + w * max|S_block| for on-site (N,) and off-site (E,) blocks."""
+    ws = 1 + overlap_weight * (batch["s_site"] * batch["m_site"]).abs().amax((1, 2))
+    we = 1 + overlap_weight * (batch["s_edge"] * batch["m_edge"]).abs().amax((1, 2))
+    return ws, we
+
+
+def loss_fn(pred, batch, kind: str, gauge: str, overlap_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, unweighted MAE in eV). The loss is the weighted mean of |r| ("mae") or r^2 ("mse") over
+    the masked entries, weights from :func:`block_weights` (all 1 when ``overlap_weight`` is 0)."""
     rs, re = residuals(pred, batch, gauge)
     n = batch["m_site"].sum() + batch["m_edge"].sum()
     mae = (rs.abs().sum() + re.abs().sum()) / n
-    if kind == "mae":
+    if kind == "mae" and not overlap_weight:
         return mae, mae
-    return (rs.pow(2).sum() + re.pow(2).sum()) / n, mae
+    f = (lambda r: r.abs()) if kind == "mae" else (lambda r: r.pow(2))
+    if not overlap_weight:
+        return (f(rs).sum() + f(re).sum()) / n, mae
+    ws, we = block_weights(batch, overlap_weight)
+    norm = (ws * batch["m_site"].sum((1, 2))).sum() + (we * batch["m_edge"].sum((1, 2))).sum()
+    return ((f(rs).sum((1, 2)) * ws).sum() + (f(re).sum((1, 2)) * we).sum()) / norm, mae
+
+
+@torch.no_grad()
+def fit_site_reference(samples: list[dict], layout) -> torch.Tensor:
+    """(87, U, U) mean invariant on-site block of each element over ``samples`` (eV), zero for elements
+    absent. Only the L = 0 parts (a level per shell pair of equal l), so adding it keeps equivariance."""
+    from uniham.model.net import N_ELEMENTS
+
+    u = layout.dim
+    tot = torch.zeros(N_ELEMENTS, u, u, dtype=torch.float64)
+    cnt = torch.zeros(N_ELEMENTS, u, u, dtype=torch.float64)
+    for smp in samples:
+        inv = layout.invariant_part(smp["h_site"].double() * smp["m_site"])
+        tot.index_add_(0, smp["z"], inv)
+        cnt.index_add_(0, smp["z"], smp["m_site"].double())
+    return (tot / cnt.clamp_min(1)).float()
 
 
 def to_device(batch: dict, device, dtype) -> dict:
@@ -198,7 +233,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 def model_from_checkpoint(ckpt: dict, ema: bool = True):
     model = build_model(ckpt["model_config"])
-    sd = ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"]
+    sd = dict(ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"])
+    sd.setdefault("site_ref", model.site_ref)  # checkpoints from before the on-site reference
     model.load_state_dict(sd)
     for k, v in sd.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
@@ -287,19 +323,24 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if prepare_only:
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
-    ddp_model = model
+    if t["site_reference"] and not resume:
+        model.site_ref.copy_(fit_site_reference(train_set, layout).to(device))
+    ddp_model = torch.compile(model) if t["compile"] else model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     ema = EMA(model, t["ema"]) if t["ema"] else None
     step, best, bad_evals, epoch = 0, float("inf"), 0, 0
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if resume:
         ck = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(ck["state_dict"])
+        sd = dict(ck["state_dict"])
+        sd.setdefault("site_ref", model.site_ref)
+        model.load_state_dict(sd)
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck.get("ema_state_dict"):
             ema.shadow = {k: v.to(device) for k, v in ck["ema_state_dict"].items()}
+            ema.shadow.setdefault("site_ref", model.site_ref.detach().clone())
             ema.n = ck.get("ema_n", 0)
         step, best, bad_evals, epoch = ck["step"], ck["best_val_mae_meV"], ck["bad_evals"], ck["epoch"]
         torch.set_rng_state(ck["rng"]["torch"])
@@ -351,7 +392,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
             g["lr"] = lr_at(step, t, time_frac)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = ddp_model(batch)
-        loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"])
+        loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"], t["overlap_weight"])
         if not torch.isfinite(loss):
             raise UnihamError(f"loss became {loss.item()} at step {step}: lower [train] lr")
         opt.zero_grad(set_to_none=True)
