@@ -123,14 +123,15 @@ class MessageLayer(nn.Module):
         every edge of each target they touch (the softmax runs over a node's edges): chunks of whole
         node ranges of the (i-sorted) edge list may be summed separately."""
         n, c, l = x.shape[0], self.cfg.channels, self.cfg.lmax
-        rad = self.radial(edge_scal).view(-1, l + 1, 2, 2 * c)[:, degree_of_component(l).to(x.device)]
+        rad = self.radial(edge_scal).view(-1, l + 1, 2, 2 * c)[:, degree_of_component(l, x.device)]
         if self.cfg.kind == "so2":
             inp = torch.cat([rotate(x[j], wigner, True), rotate(x[i], wigner, True)], dim=-1) * rad
             msg = rotate(self.conv(inp), wigner, False)
         else:
             msg = self.tp(torch.cat([x[j], x[i]], dim=-1) * rad, sh)
         alpha = segment_softmax(self.attn(msg[:, 0, 0]), i, n, env)  # (E, heads)
-        msg = msg * alpha.repeat_interleave(c // self.cfg.heads, dim=1)[:, None, None, :]
+        # each head's weight on its c / heads channels (expand, not repeat_interleave: no host sync)
+        msg = msg * alpha[:, :, None].expand(-1, -1, c // self.cfg.heads).reshape(alpha.shape[0], c)[:, None, None, :]
         # the residual stream stays float32 under autocast; only the linears run in bfloat16
         return torch.zeros_like(x).index_add_(0, i, msg.to(x.dtype))
 
@@ -270,7 +271,7 @@ class HamiltonianNet(nn.Module):
         """Edge-head irreps (E, K, 2, c_out) (None unless ``edges``) and the site head's contributions summed
         on the nodes i (N, K, 2, c_out); chunks of edges may be summed separately."""
         l, n = self.cfg.lmax, x.shape[0]
-        rad = self.head_radial(ei["scal"]).view(-1, l + 1, 2, 2 * self.cfg.channels)[:, degree_of_component(l).to(x.device)]
+        rad = self.head_radial(ei["scal"]).view(-1, l + 1, 2, 2 * self.cfg.channels)[:, degree_of_component(l, x.device)]
         if self.cfg.kind == "so2":
             w = ei["wigner"]
             inp = torch.cat([rotate(x[j], w, True), rotate(x[i], w, True)], dim=-1) * rad

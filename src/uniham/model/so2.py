@@ -26,19 +26,27 @@ def n_components(lmax: int) -> int:
     return (lmax + 1) ** 2
 
 
-def degree_of_component(lmax: int) -> torch.Tensor:
-    return torch.cat([torch.full((2 * l + 1,), l, dtype=torch.long) for l in range(lmax + 1)])
+def degree_of_component(lmax: int, device=None) -> torch.Tensor:
+    """(K,) degree l of each component k = l^2 + m + l (on ``device``, cached there: index tensors made
+    from Python lists at every call would be host-to-device copies, which cost GPU latency and break
+    CUDA-graph capture)."""
+    return _degree_of_component(lmax, torch.device(device) if device is not None else torch.device("cpu"))
 
 
 @cache
-def _generators(l: int) -> torch.Tensor:
-    """e3nn's so(3) generators of degree l in float64 (e3nn builds them in the default dtype)."""
+def _degree_of_component(lmax: int, device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.full((2 * l + 1,), l, dtype=torch.long) for l in range(lmax + 1)]).to(device)
+
+
+@cache
+def _generators(l: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """e3nn's so(3) generators of degree l in float64 (e3nn builds them in the default dtype), on device."""
     from e3nn import o3
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return o3.so3_generators(l).to(torch.float64)
+        return o3.so3_generators(l).to(torch.float64).to(device)
     finally:
         torch.set_default_dtype(old)
 
@@ -56,7 +64,7 @@ def edge_wigner(vec: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     b = (beta % (2 * math.pi))[:, None, None]
     out = []
     for l in range(lmax + 1):
-        x = _generators(l).to(device=vec.device)
+        x = _generators(l, vec.device)
         out.append((torch.matrix_exp(a * x[1]) @ torch.matrix_exp(b * x[0])).to(vec.dtype))
     return out
 
@@ -72,9 +80,21 @@ def rotate(x: torch.Tensor, wigner: list[torch.Tensor], to_frame: bool) -> torch
     return torch.cat(out, dim=1)
 
 
-def _m_index(lmax: int, m: int) -> list[int]:
-    """Component indices of (l, m) for l = |m|..lmax (m may be negative)."""
-    return [l * l + l + m for l in range(abs(m), lmax + 1)]
+def _m_index(lmax: int, m: int, device=None) -> torch.Tensor:
+    """Component indices of (l, m) for l = |m|..lmax (m may be negative), cached on ``device``."""
+    return _m_index_cached(lmax, m, torch.device(device) if device is not None else torch.device("cpu"))
+
+
+@cache
+def _m_index_cached(lmax: int, m: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor([l * l + l + m for l in range(abs(m), lmax + 1)], dtype=torch.long, device=device)
+
+
+def _output_dtype(device_type: str, weight_dtype: torch.dtype) -> torch.dtype:
+    """The dtype a linear layer returns here: the autocast dtype when autocast is on, else the weights'."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return weight_dtype
 
 
 class SO2Linear(nn.Module):
@@ -102,17 +122,18 @@ class SO2Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = x.shape[0]
         # under autocast the linears return bfloat16: the output takes the dtype they give
-        dt = self.keep[0][0](x[:1, _m_index(self.lmax_in, 0), 0].reshape(1, -1)).dtype
+        dev = x.device
+        dt = _output_dtype(dev.type, self.keep[0][0].weight.dtype)
         out = x.new_zeros((e, n_components(self.lmax_out), 2, self.c_out), dtype=dt)
         for m in range(self.mmax + 1):
-            ip, op = _m_index(self.lmax_in, m), _m_index(self.lmax_out, m)
+            ip, op = _m_index(self.lmax_in, m, dev), _m_index(self.lmax_out, m, dev)
             xp = x[:, ip]  # (E, n_l, 2, c)
             xp_s = [xp[:, :, s].reshape(e, -1) for s in range(2)]
             if m == 0:
                 for s in range(2):
                     out[:, op, s] = self.keep[0][s](xp_s[s]).view(e, -1, self.c_out)
                 continue
-            im, om = _m_index(self.lmax_in, -m), _m_index(self.lmax_out, -m)
+            im, om = _m_index(self.lmax_in, -m, dev), _m_index(self.lmax_out, -m, dev)
             xm = x[:, im]
             xm_s = [xm[:, :, s].reshape(e, -1) for s in range(2)]
             a, b = self.keep[m], self.flip[m - 1]
@@ -134,7 +155,7 @@ class DegreeLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        deg = degree_of_component(self.lmax).to(x.device)
+        deg = degree_of_component(self.lmax, x.device)
         w = self.weight[deg]  # (K, 2, c_in, c_out)
         y = torch.einsum("nksc,ksco->nkso", x, w)
         y[:, 0, 0] = y[:, 0, 0] + self.bias
@@ -169,7 +190,7 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scal = x[:, 0, 0]
         g = torch.sigmoid(self.gates(scal)).view(-1, self.lmax + 1, 2, self.channels)
-        deg = degree_of_component(self.lmax).to(x.device)
+        deg = degree_of_component(self.lmax, x.device)
         y = x * g[:, deg]
         y[:, 0, 0] = torch.nn.functional.silu(scal)
         return y

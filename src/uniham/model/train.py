@@ -375,7 +375,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     order = rng.permutation(len(train_set))
     pos = (step * t["batch_size"] * world) % max(1, len(train_set))
     t0 = time.perf_counter()
-    run_loss, run_mae, run_n = 0.0, 0.0, 0
+    run_loss, run_mae, run_n = torch.zeros((), device=device), torch.zeros((), device=device), 0
     amp = t["amp"] and device.type == "cuda"
     result = {"stopped": "steps"}
     model.train()
@@ -393,8 +393,6 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = ddp_model(batch)
         loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"], t["overlap_weight"])
-        if not torch.isfinite(loss):
-            raise UnihamError(f"loss became {loss.item()} at step {step}: lower [train] lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
@@ -402,19 +400,23 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         if ema is not None:
             ema.update(model)
         step += 1
-        run_loss += loss.item()
-        run_mae += mae.item()
+        # sums stay on the device: a .item() per step would make the host wait for the GPU every step
+        run_loss = run_loss + loss.detach()
+        run_mae = run_mae + mae.detach()
         run_n += 1
         bar.update(1)
-        bar.set_postfix(mae_meV=f"{1000 * mae.item():.2f}")
         last = step >= t["steps"]
+        if step % 50 == 0 or last or stop["flag"] or step % t["eval_every"] == 0 or step % t["checkpoint_every"] == 0:
+            if not torch.isfinite(run_loss):  # checked before any evaluation or checkpoint of these weights
+                raise UnihamError(f"loss became {loss.item()} at or before step {step}: lower [train] lr")
+            bar.set_postfix(mae_meV=f"{1000 * mae.item():.2f}")
         if rank == 0 and (step % t["eval_every"] == 0 or last or stop["flag"]):
             with ema.applied(model) if ema is not None else _nullcontext():
                 val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
-            writer.writerow([step, epoch, f"{opt.param_groups[0]['lr']:.3e}", f"{run_loss / run_n:.6e}",
-                             f"{1000 * run_mae / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
+            writer.writerow([step, epoch, f"{opt.param_groups[0]['lr']:.3e}", f"{run_loss.item() / run_n:.6e}",
+                             f"{1000 * run_mae.item() / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
             logf.flush()
-            run_loss, run_mae, run_n = 0.0, 0.0, 0
+            run_loss, run_mae, run_n = torch.zeros((), device=device), torch.zeros((), device=device), 0
             if val_set and val < best:
                 best, bad_evals = val, 0
                 save_checkpoint(best_path, state(slim=True))
