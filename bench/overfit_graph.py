@@ -27,7 +27,14 @@ def main() -> None:
     from uniham.model.data import load_sample_cache
     from uniham.model.graph import collate
     from uniham.model.net import ModelConfig, build_model
-    from uniham.model.train import fit_site_reference, load_config, loss_fn, lr_at, save_checkpoint, to_device
+    from uniham.model.train import (
+        fit_site_reference,
+        load_config,
+        loss_fn,
+        lr_at,
+        save_checkpoint,
+        to_device,
+    )
 
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
