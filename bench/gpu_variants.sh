@@ -30,3 +30,6 @@ for v in v_base v_ref v_ref_mse v_ref_ow v_ref_ow100 v_big v_big_si8 overfit_eag
   echo "== $v"; cat "$OUT/$v.json"; tail -n 3 runs/$v/log.csv 2>/dev/null; tail -c 400 "$OUT/$v.err" | tr '\r' '\n' | tail -n 2
 done
 echo "== overfit_graph"; cat "$OUT/overfit_graph.json"; tail -n 3 "$OUT/overfit_graph/log.csv"; tail -c 600 "$OUT/overfit_graph.err"
+# step and inference latency of the SO(2) model after the latency work (session 3, same command: 0.109 s/step)
+timeout 60 python3 bench/model_speed.py --cache runs/si_rattled_gpu/samples.pt --device cuda --kinds so2 --sizes 1,4 --batch 4 > "$OUT/speed_so2.json"
+cat "$OUT/speed_so2.json"

@@ -106,7 +106,7 @@ def collate(samples: list[dict]) -> dict:
         for k in ("z", "vec", "shift", "h_site", "h_edge", "s_site", "s_edge", "m_site", "m_edge"):
             if k in s:
                 parts.setdefault(k, []).append(s[k])
-        batch.append(torch.full((nn_,), n, dtype=torch.long))
+        batch.append(torch.full((nn_,), n, dtype=torch.long, device=s["z"].device))
         offset += nn_
         eoff += ne
     for k, v in parts.items():

@@ -323,6 +323,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if prepare_only:
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
+    train_set = _samples_on_device(train_set, device)
     if t["site_reference"] and not resume:
         model.site_ref.copy_(fit_site_reference(train_set, layout).to(device))
     ddp_model = torch.compile(model) if t["compile"] else model
@@ -448,6 +449,19 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         torch.distributed.destroy_process_group()
     return result | {"step": step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out), "n_train": len(train_set),
                      "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
+
+
+def _samples_on_device(samples: list[dict], device, fraction: float = 0.25) -> list[dict]:
+    """The training samples moved to a CUDA device once when they take less than ``fraction`` of its free
+    memory (no host-to-device copy per step); unchanged otherwise and on CPU."""
+    if device.type != "cuda":
+        return samples
+    size = sum(v.numel() * v.element_size() for smp in samples for v in smp.values() if torch.is_tensor(v))
+    free, _ = torch.cuda.mem_get_info(device)
+    if size > fraction * free:
+        log.info("training samples (%.1f GB) stay in host memory", size / 1e9)
+        return samples
+    return [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in smp.items()} for smp in samples]
 
 
 class EMA:
