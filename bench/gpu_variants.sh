@@ -29,20 +29,33 @@ print("si_rattled samples:", {n: len(v) for n, v in sub.items()})
 PY
 mkdir -p runs/overfit_eager; cp runs/overfit_si/samples.pt runs/overfit_eager/
 VARIANTS="v_base v_ref v_ref_ow v_ref_ow100 v_big v_big_si8 overfit_eager"
+# MINUTES (optional): a shorter wall-clock budget for every run (copies of the configs)
+C=bench/configs
+if [ -n "${MINUTES:-}" ]; then
+  C=$W/configs; mkdir -p $C
+  for f in bench/configs/*.toml; do sed "s/^max_minutes = .*/max_minutes = $MINUTES/" $f > $C/$(basename $f); done
+fi
+sed 's/^loss = .*/loss = "mse"/' $C/overfit_eager.toml > $C/overfit_mse.toml
+sed 's/^channels = .*/channels = 64/; s/^layers = .*/layers = 4/' $C/overfit_eager.toml > $C/overfit_big.toml
 pids=()
 for v in $VARIANTS; do
-  timeout ${LIMIT:-450} python3 -m uniham.cli train bench/configs/$v.toml > "$W/$v.json" 2> "$W/$v.err" &
+  timeout ${LIMIT:-450} python3 -m uniham.cli train $C/$v.toml > "$W/$v.json" 2> "$W/$v.err" &
   pids+=($!)
 done
-timeout ${LIMIT:-450} python3 bench/overfit_graph.py bench/configs/overfit_eager.toml --minutes 6.5 --out "$W/overfit_graph" > "$W/overfit_graph.json" 2> "$W/overfit_graph.err" &
-pids+=($!)
+for o in overfit_eager overfit_mse overfit_big; do
+  timeout ${LIMIT:-450} python3 bench/overfit_graph.py $C/$o.toml --minutes ${MINUTES:-6.5} --out "$W/graph_$o" > "$W/graph_$o.json" 2> "$W/graph_$o.err" &
+  pids+=($!)
+done
 ( sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$W/gpu_util.txt" ) &
 wait "${pids[@]}"
 for v in $VARIANTS; do
   mkdir -p "$W/$v"; cp runs/$v/log.csv runs/$v/learning_curve.png "$W/$v/" 2>/dev/null
   { echo "== $v"; cat "$W/$v.json"; tail -n 3 runs/$v/log.csv; tail -c 300 "$W/$v.err" | tr '\r' '\n' | tail -n 2; } >> "$S" 2>&1
 done
-{ echo "== overfit_graph"; cat "$W/overfit_graph.json"; tail -n 3 "$W/overfit_graph/log.csv"; tail -c 600 "$W/overfit_graph.err"; cat "$W/gpu_util.txt"; } >> "$S" 2>&1
+for o in overfit_eager overfit_mse overfit_big; do
+  { echo "== graph_$o"; cat "$W/graph_$o.json"; tail -n 3 "$W/graph_$o/log.csv"; tail -c 600 "$W/graph_$o.err"; } >> "$S" 2>&1
+done
+cat "$W/gpu_util.txt" >> "$S"
 # EMA weights only (evaluate/predict read them; the full checkpoints would not fit the transfer)
 python3 - "$OUT" <<'PY' >> "$S" 2>&1
 import sys, torch
@@ -56,7 +69,7 @@ for v in ("v_base", "v_ref", "v_ref_ow", "v_ref_ow100", "v_big", "v_big_si8"):
     torch.save(ck, f"{sys.argv[1]}/{v}.pt")
 PY
 # step and inference latency of the SO(2) model after the latency work (session 3, same command: 0.109 s/step)
-timeout 45 python3 bench/model_speed.py --cache runs/v_base/samples.pt --device cuda --kinds so2 --sizes 1,4 --batch 4 > "$W/speed_so2.json" 2>> "$S"
+[ -n "${SPEED-1}" ] && timeout 45 python3 bench/model_speed.py --cache runs/v_base/samples.pt --device cuda --kinds so2 --sizes 1,4 --batch 4 > "$W/speed_so2.json" 2>> "$S"
 cat "$W/speed_so2.json" >> "$S"
 tar czf "$OUT/logs.tgz" -C "$W" .
 ls -la "$OUT" >> "$S"

@@ -150,9 +150,10 @@ def fit_site_reference(samples: list[dict], layout) -> torch.Tensor:
     tot = torch.zeros(N_ELEMENTS, u, u, dtype=torch.float64)
     cnt = torch.zeros(N_ELEMENTS, u, u, dtype=torch.float64)
     for smp in samples:
-        inv = layout.invariant_part(smp["h_site"].double() * smp["m_site"])
-        tot.index_add_(0, smp["z"], inv)
-        cnt.index_add_(0, smp["z"], smp["m_site"].double())
+        inv = layout.invariant_part(smp["h_site"].double() * smp["m_site"]).cpu()
+        z = smp["z"].cpu()
+        tot.index_add_(0, z, inv)
+        cnt.index_add_(0, z, smp["m_site"].double().cpu())
     return (tot / cnt.clamp_min(1)).float()
 
 
