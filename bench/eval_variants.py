@@ -2,7 +2,7 @@
 
     python bench/eval_variants.py GPU_OUT [--data data/si_rattled] [--bands 6] > bench/results/variants.json
 
-For each GPU_OUT/<variant>/best.pt: `uniham evaluate` on the test split of its own run (structures of
+For each GPU_OUT/<variant>/best.pt (or GPU_OUT/<variant>.pt): `uniham evaluate` on the test split of its own run (structures of
 --data only, so every variant is scored on the same structures), plus the steps and wall time reached.
 Overfit runs (no validation set) are scored on the one structure they were trained on.
 """
@@ -26,14 +26,17 @@ def main() -> None:
     from uniham.model.evaluate import evaluate
 
     rows = {}
-    for ck in sorted(Path(a.out).glob("*/best.pt")):
-        name = ck.parent.name
-        log = list(csv.DictReader(open(ck.parent / "log.csv")))
+    cks = sorted(Path(a.out).glob("*/best.pt")) + sorted(Path(a.out).glob("*.pt"))
+    for ck in cks:
+        name = ck.parent.name if ck.name == "best.pt" else ck.stem
+        logf = ck.parent / "log.csv"
+        log = list(csv.DictReader(open(logf))) if ck.name == "best.pt" and logf.exists() else []
         overfit = name.startswith("overfit")
         res = evaluate(ck, [a.data], n_bands=1 if overfit else a.bands, split="train" if overfit else "test")
         bands = res["bands"]
-        rows[name] = {"steps": int(log[-1]["step"]), "wall_s": float(log[-1]["wall_s"]),
-                      "val_mae_meV": float(log[-1]["val_mae_meV"]), "train_mae_meV_last": float(log[-1]["train_mae_meV"]),
+        last = log[-1] if log else {}
+        rows[name] = {"steps": res["step"], "wall_s": float(last.get("wall_s", "nan")),
+                      "val_mae_meV": float(last.get("val_mae_meV", "nan")),
                       "mae_meV": res["mae_meV"], "mae_per_orbital_pair_meV": res["mae_per_orbital_pair_meV"],
                       "n_structures": res["n_structures"],
                       "band_max_aligned_meV": float(np.mean([b["aligned_meV"] for b in bands])),

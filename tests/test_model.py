@@ -166,3 +166,49 @@ def test_overlap_weighted_loss():
         lwf, _ = loss_fn(far, batch, kind, "absolute", 10.0)
         assert torch.isclose(mae_w, mae_n)  # the reported MAE is never weighted
         assert torch.isclose(lwn / lwf, torch.tensor((1 + 10 * 0.5) / (1 + 10 * 0.001)))
+
+
+def _frame_m_power(model, he: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """Power of the predicted off-site blocks per |m| (0..4) of their irreps in each bond frame."""
+    from uniham.model.so2 import edge_wigner
+
+    need = sorted(model.assembler.need.items())
+    cols = []
+    for (L, s), cnt in need:
+        for c in range(cnt):
+            for m in range(2 * L + 1):
+                d = {k: torch.zeros(1, 2 * k[0] + 1, n, dtype=torch.float64) for k, n in need}
+                d[(L, s)][0, m, c] = 1.0
+                cols.append(model.assembler(d).reshape(-1))
+    f = torch.linalg.solve(torch.stack(cols, 1), he.reshape(len(he), -1).T).T
+    w = edge_wigner(vec, 4)
+    power, i = torch.zeros(5, dtype=torch.float64), 0
+    for (L, _), cnt in need:
+        for _ in range(cnt):
+            xf = torch.einsum("eji,ej->ei", w[L], f[:, i:i + 2 * L + 1])
+            for m in range(-L, L + 1):
+                power[abs(m)] += xf[:, m + L].pow(2).sum()
+            i += 2 * L + 1
+    return power
+
+
+def test_heads_produce_every_m_in_the_bond_frame():
+    """d-d blocks have |m| = 3, 4 parts in the bond frame (a delta bond): the heads must produce them even
+    when the message layers truncate at mmax = 2; checkpoints from before keep their truncated heads."""
+    from uniham.model.train import model_from_checkpoint
+
+    layout = ((0, 1), (1, 1), (2, 1))
+    torch.manual_seed(0)
+    cfg = ModelConfig(cutoff=4.0, lmax=4, mmax=2, channels=8, layers=1, heads=2, layout=layout)
+    atoms = _structure()
+    for head_mmax, expect_high in ((-1, True), (2, False)):
+        cfg.head_mmax = head_mmax
+        model = build_model(cfg).double()
+        g, _, he = _predict(model, atoms, torch.float64)
+        p = _frame_m_power(model, torch.tensor(he), g["vec"].double())
+        assert (p[3:].sum() / p.sum() > 1e-3) == expect_high, p
+    d = cfg.__dict__ | {"head_mmax": 2}
+    legacy = {k: v for k, v in ModelConfig(**d).to_dict().items() if k != "head_mmax"}
+    sd = build_model(ModelConfig(**d)).state_dict()
+    model = model_from_checkpoint({"model_config": legacy, "state_dict": sd})
+    assert model.edge_head.mmax == 2

@@ -45,7 +45,11 @@ class ModelConfig:
     kind: str = "so2"  # "so2" or "e3"
     cutoff: float = 8.0  # Angstrom: edges (and predicted off-site blocks) within this distance
     lmax: int = 4
-    mmax: int = 4  # |m| kept in the SO(2) convolutions
+    mmax: int = 4  # |m| kept in the SO(2) convolutions of the message layers
+    # |m| kept in the output heads; -1 = all. A block between shells l1, l2 has irreps up to L = l1 + l2, and
+    # in the bond frame even a pure two-centre d-d (delta) bond has |m| = 4 parts: heads truncated at
+    # |m| <= 2 cannot represent DZVP blocks (floor 1.06 meV MAE on a Si2 cell, bench/head_capacity.py)
+    head_mmax: int = -1
     channels: int = 32
     layers: int = 3
     heads: int = 4
@@ -212,8 +216,9 @@ class HamiltonianNet(nn.Module):
         self.head_radial = nn.Sequential(nn.Linear(cfg.n_rbf + 2 * c, cfg.radial_hidden), nn.SiLU(),
                                          nn.Linear(cfg.radial_hidden, (l + 1) * 2 * 2 * c))
         if cfg.kind == "so2":
-            self.edge_head = SO2Linear(l, 2 * c, self.lout, self.cout, cfg.mmax)
-            self.site_head = SO2Linear(l, 2 * c, self.lout, self.cout, cfg.mmax)
+            hm = None if cfg.head_mmax < 0 else cfg.head_mmax
+            self.edge_head = SO2Linear(l, 2 * c, self.lout, self.cout, hm)
+            self.site_head = SO2Linear(l, 2 * c, self.lout, self.cout, hm)
         else:
             from e3nn import o3
 

@@ -233,7 +233,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 def model_from_checkpoint(ckpt: dict, ema: bool = True):
-    model = build_model(ckpt["model_config"])
+    mc = dict(ckpt["model_config"])
+    mc.setdefault("head_mmax", mc.get("mmax", 4))  # checkpoints from before head_mmax: heads had the layers' mmax
+    model = build_model(mc)
     sd = dict(ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"])
     sd.setdefault("site_ref", model.site_ref)  # checkpoints from before the on-site reference
     model.load_state_dict(sd)
