@@ -64,6 +64,8 @@ def test_learns_and_checkpoint_is_plain_data(si_dock, tmp_path, capsys):
     assert last < 0.5 * first, (first, last)
     ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 150 and ck["model_config"]["kind"] == "so2" and ck["config"]["train"]["steps"] == 150
+    # no validation set: best.pt is this run's final model
+    assert torch.load(tmp_path / "a" / "best.pt", weights_only=True)["step"] == 150
     assert (tmp_path / "a" / "learning_curve.png").stat().st_size > 1000
     # predict and evaluate with it
     capsys.readouterr()
@@ -105,6 +107,8 @@ def test_killed_run_resumes_exactly(si_dock, tmp_path):
         assert torch.allclose(a["ema_state_dict"][k], b["ema_state_dict"][k], atol=1e-6, rtol=1e-5), k
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
     assert all(torch.allclose(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"], atol=1e-9, rtol=1e-5) for i in sa)
+    # no validation set: the killed run's best.pt (its weights at the signal) is replaced by the final model
+    assert torch.load(tmp_path / "cut" / "best.pt", weights_only=True)["step"] == 60
 
 
 def test_bad_config_and_checkpoint(tmp_path, capsys):

@@ -336,6 +336,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     ema = EMA(model, t["ema"]) if t["ema"] else None
     step, best, bad_evals, epoch = 0, float("inf"), 0, 0
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
+    if not resume and rank == 0:
+        best_path.unlink(missing_ok=True)  # a fresh run never reports an earlier run's model
     if resume:
         ck = load_checkpoint(ckpt_path, device)
         sd = dict(ck["state_dict"])
@@ -445,7 +447,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         signal.signal(s, h)
     if rank == 0:
         save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
-        if not best_path.exists():
+        if not val_set or not best_path.exists():  # no validation set: the final weights are the model
             save_checkpoint(best_path, state(slim=True))
         plot_learning_curve(log_path, out / "learning_curve.png")
     if world > 1:
