@@ -268,6 +268,38 @@ def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
     return text
 
 
+def cp2k_wrap_shift(box) -> np.ndarray:
+    """(N, 3) integers n_j: CP2K maps every atom into the cell as s_j - ANINT(s_j) (scaled coordinates in
+    [-1/2, 1/2], Fortran ANINT rounds halves away from zero), and its image index R of a block (i, j)
+    refers to those wrapped positions. uniham's R refers to the positions as given, so
+    R_uniham = R_cp2k - n_j + n_i (:func:`to_uniham_images`). The bands are the same either way (a phase
+    per atom), which is why CP2K's own band printout cannot catch a wrong R; S from the geometry can."""
+    sc = box.cell.scaled_positions(box.positions)
+    return (np.sign(sc) * np.floor(np.abs(sc) + 0.5)).astype(int)
+
+
+def to_uniham_images(blocks: dict, shift: np.ndarray) -> dict:
+    """Relabel {(R1,R2,R3,i,j): block} from CP2K's wrapped-atom image convention to uniham's."""
+    out = {}
+    for (r1, r2, r3, i, j), b in blocks.items():
+        d = shift[i] - shift[j]
+        out[(r1 + int(d[0]), r2 + int(d[1]), r3 + int(d[2]), i, j)] = b
+    return out
+
+
+def _off_half_integers(box, tol: float = 1e-6):
+    """The box translated by a tiny vector when a scaled coordinate sits on a half-integer, where CP2K's
+    wrapping (ANINT) and ours could round differently; returns (box, translation in Angstrom (3,))."""
+    sc = box.cell.scaled_positions(box.positions)
+    frac = sc - np.floor(sc)
+    if not (np.abs(frac - 0.5) < tol).any():
+        return box, np.zeros(3)
+    box = box.copy()
+    t = np.array([1.1e-4, 0.7e-4, 0.9e-4]) @ box.cell.array  # fractional nudge, < 0.001 Angstrom
+    box.positions = box.positions + t
+    return box, t
+
+
 def _image_table(text: str, tag: str) -> dict[int, tuple[int, int, int]]:
     m = re.search(tag + r" CSR write\|\s*(\d+) periodic images\s*\n\s*Number\s+X\s+Y\s+Z\s*\n", text)
     if not m:
@@ -339,7 +371,8 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
 
     s = settings or Cp2kSettings()
     t0 = time.perf_counter()
-    box = ensure_box(atoms)
+    box, nudge = _off_half_integers(ensure_box(atoms))
+    image_shift = cp2k_wrap_shift(box)
     symbols = box.get_chemical_symbols()
     bases = element_bases(symbols, s)
     exe = find_cp2k(s.executable)
@@ -372,8 +405,8 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
         text = _run(exe, workdir, s, progress)
         t_run = time.perf_counter() - t0
         scf = _scf_facts(text, s)
-        H = read_csr_images(workdir, "KS", _image_table(text, "KS"), ao_atom, offsets)
-        S = read_csr_images(workdir, "S", _image_table(text, " S"), ao_atom, offsets)
+        H = to_uniham_images(read_csr_images(workdir, "KS", _image_table(text, "KS"), ao_atom, offsets), image_shift)
+        S = to_uniham_images(read_csr_images(workdir, "S", _image_table(text, " S"), ao_atom, offsets), image_shift)
         band_k, band_e = parse_band_printout(workdir / "check.bs") if len(check_k) else (np.zeros((0, 3)), None)
     finally:
         if tmp is not None:
@@ -401,6 +434,7 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
                           "potential": potential_name(b, s.xc)} for x, b in bases.items()},
         "scf": scf | {"eps_scf_Ha": s.eps_scf},
         "blocks": {"written_by_cp2k": n_written, "kept": len(H), "cutoff_A": s.cutoff},
+        "translated_by_A": nudge.tolist(),
         "check_vs_cp2k_bands": check,
         "energy_zero": "CP2K periodic convention: average electrostatic potential of the cell is zero",
         "timing": {"cp2k_s": t_run, "total_s": time.perf_counter() - t0},
