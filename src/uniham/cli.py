@@ -314,6 +314,20 @@ def cmd_dataset_export(args) -> None:
     print(f"written to {args.output}")
 
 
+def cmd_dataset_remove(args) -> None:
+    from uniham.data.store import DatasetStore, wrong_image_ids
+
+    store = DatasetStore(args.dir)
+    ids = list(args.ids)
+    if args.wrong_images:
+        ids += wrong_image_ids(store)
+    unknown = set(args.ids) - set(store.ids())
+    if unknown:
+        raise UnihamError(f"{args.dir}: no structures {sorted(unknown)}")
+    n = store.remove(ids, args.reason)
+    print(f"{args.dir}: removed {n} structures ({args.reason}); `uniham dataset build` redoes them")
+
+
 def cmd_dataset_split(args) -> None:
     from uniham.data.build import split_ids
     from uniham.data.store import DatasetStore
@@ -507,6 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("id")
     x.add_argument("-o", "--output", required=True)
     x.set_defaults(func=cmd_dataset_export)
+    x = dsub.add_parser("remove", help="drop finished structures so that the next build redoes them")
+    x.add_argument("dir")
+    x.add_argument("ids", nargs="*")
+    x.add_argument("--wrong-images", action="store_true",
+                   help="every CP2K structure stored with uniham < 0.1.1's image labels that were wrong for it")
+    x.add_argument("--reason", required=True)
+    x.set_defaults(func=cmd_dataset_remove)
     x = dsub.add_parser("split", help="deterministic train/validation/test split")
     x.add_argument("dir")
     x.add_argument("-o", "--output", required=True)

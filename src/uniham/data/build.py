@@ -59,7 +59,7 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     p = ham.provenance
     record = base | {
         "wall_s": round(time.perf_counter() - t0, 2),
-        "n_blocks_stored": len(keys), "cutoff_A": cutoff,
+        "n_blocks_stored": len(keys), "cutoff_A": cutoff, "image_convention": "uniham",
         "dft": {"engine": "cp2k", "versions": p["versions"], "basis": settings.basis, "xc": settings.xc,
                 "kmesh": p["settings"]["kmesh"], "ecut_Ry": p["settings"]["ecut_Ry"],
                 "rel_cutoff_Ry": settings.rel_cutoff, "smearing_eV": settings.smearing,

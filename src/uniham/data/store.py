@@ -224,6 +224,43 @@ class DatasetStore:
                 f.unlink()
         return packed
 
+    def remove(self, ids, reason: str) -> int:
+        """Drop finished structures (e.g. computed with a since-fixed bug) so that the next build redoes
+        them; their ids and ``reason`` are kept under the manifest's "removed". Each touched shard is
+        rewritten without them under a new name, then the manifest is saved, then the old file deleted:
+        a kill at any point leaves a consistent folder (orphans are cleaned by the next build)."""
+        import h5py
+
+        ids = set(ids) & set(self.manifest["structures"])
+        by_shard: dict[str, list[str]] = {}
+        for sid in ids:
+            by_shard.setdefault(self.manifest["structures"][sid]["shard"], []).append(sid)
+        for shard, gone in sorted(by_shard.items()):
+            keep = [sid for sid, rec in self.manifest["structures"].items() if rec["shard"] == shard and sid not in gone]
+            new = None
+            if keep:
+                new = shard.replace(".h5", "r.h5")
+                while (self.shards / new).exists():
+                    new = new.replace(".h5", "r.h5")
+                tmp = self.shards / (new + ".tmp")
+                with h5py.File(self.shards / shard, "r") as src, h5py.File(tmp, "w") as out:
+                    for sid in keep:
+                        src.copy(src[sid], out, name=sid)
+                _fsync_file(tmp)
+                os.replace(tmp, self.shards / new)
+                self.manifest["shards"][new] = {"sha256": sha256(self.shards / new),
+                                                "bytes": (self.shards / new).stat().st_size, "n_structures": len(keep)}
+                for sid in keep:
+                    self.manifest["structures"][sid]["shard"] = new
+            removed = self.manifest.setdefault("removed", {})
+            for sid in gone:
+                removed[sid] = {"reason": reason, "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "record": self.manifest["structures"].pop(sid)}
+            del self.manifest["shards"][shard]
+            self._save_manifest()
+            (self.shards / shard).unlink(missing_ok=True)
+        return len(ids)
+
     # ------------------------------------------------------------------ reading
     def ids(self) -> list[str]:
         return sorted(self.manifest["structures"])
@@ -288,3 +325,28 @@ class DatasetStore:
         """Checksums of all shards against the manifest; returns the names that do not match."""
         return [n for n, s in self.manifest["shards"].items()
                 if not (self.shards / n).exists() or sha256(self.shards / n) != s["sha256"]]
+
+
+def wrong_image_ids(store: DatasetStore) -> list[str]:
+    """Structures whose CP2K image labels were stored wrongly before the fix in
+    :func:`uniham.dft.cp2k_engine.cp2k_wrap_shift` (uniham 0.1.0): atoms that CP2K wraps by different
+    lattice vectors, or any atom on a half-integer scaled coordinate (where the rounding is ambiguous)."""
+    import h5py
+    from ase import Atoms
+
+    from uniham.dft.cp2k_engine import cp2k_wrap_shift
+
+    out = []
+    for sid, rec in store.manifest["structures"].items():
+        if rec.get("image_convention") == "uniham":
+            continue
+        with h5py.File(store.shards / rec["shard"], "r") as f:
+            g = f[sid]
+            sym = g.attrs["symbols"]
+            sym = json.loads(sym) if isinstance(sym, str) else list(sym)
+            a = Atoms(sym, positions=g.attrs["positions"], cell=g.attrs["cell"], pbc=True)
+        sc = a.cell.scaled_positions(a.positions)
+        shift = cp2k_wrap_shift(a)
+        if (shift != shift[0]).any() or (np.abs(sc - np.floor(sc) - 0.5) < 1e-6).any():
+            out.append(sid)
+    return out
