@@ -138,6 +138,21 @@ def test_kill_9_and_resume(cp2k, tmp_path):
                                      check=True, capture_output=True).stdout)
     assert info["n_structures"] == len(after) and info["elements"]["Si"] >= 2 and "n_failed" in info
 
+    # remove: the structure leaves the manifest (kept under "removed" with the reason), shards stay
+    # verified, new records are marked with the fixed image convention, and the next build redoes it
+    from uniham.data.store import wrong_image_ids
+
+    assert wrong_image_ids(store) == []  # built with the fixed CP2K reader
+    assert all(r.get("image_convention") == "uniham" for r in after.values())
+    assert main(["dataset", "remove", str(out), sid, "--reason", "test"]) == 0
+    store = DatasetStore(out)
+    assert sid not in store.manifest["structures"] and store.manifest["removed"][sid]["reason"] == "test"
+    assert store.verify() == []
+    proc = _build(out)
+    outp, err = proc.communicate(timeout=300)
+    assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
+    assert sid in DatasetStore(out).manifest["structures"]
+
 
 def test_splits_deterministic_and_grouped():
     ids = [f"s{i}" for i in range(200)]
@@ -171,18 +186,3 @@ def test_h_encoding_precision(tmp_path):
     # 5e-6 rounding plus two float32 roundings (3.8e-6 each at |H| ~ 90 eV)
     assert np.abs(back["H"] - h).max() <= 1.3e-5
     assert (back["keys"] == data["keys"]).all() and back["symbols"] == ["Si", "C"]
-
-    # remove: the structure leaves the manifest (kept under "removed" with the reason), shards stay
-    # verified, new records are marked with the fixed image convention, and the next build redoes it
-    from uniham.data.store import wrong_image_ids
-
-    assert wrong_image_ids(store) == []  # built with the fixed CP2K reader
-    assert all(r.get("image_convention") == "uniham" for r in after.values())
-    assert main(["dataset", "remove", str(out), sid, "--reason", "test"]) == 0
-    store = DatasetStore(out)
-    assert sid not in store.manifest["structures"] and store.manifest["removed"][sid]["reason"] == "test"
-    assert store.verify() == []
-    proc = _build(out)
-    outp, err = proc.communicate(timeout=300)
-    assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
-    assert sid in DatasetStore(out).manifest["structures"]
