@@ -24,15 +24,7 @@ def projector(layout):
     from uniham.model.layout import BlockAssembler
 
     asm = BlockAssembler(layout)
-    need = sorted(asm.need.items())
-    cols = []
-    for (L, s), cnt in need:
-        for c in range(cnt):
-            for m in range(2 * L + 1):
-                d = {k: torch.zeros(1, 2 * k[0] + 1, n, dtype=torch.float64) for k, n in need}
-                d[(L, s)][0, m, c] = 1.0
-                cols.append(asm(d).reshape(-1))
-    return torch.stack(cols, 1), need
+    return asm.matrix(), sorted(asm.need.items())
 
 
 def truncate_m(blocks: torch.Tensor, vec: torch.Tensor, layout, mmax: int, A, Ainv, need) -> torch.Tensor:

@@ -173,14 +173,7 @@ def _frame_m_power(model, he: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     from uniham.model.so2 import edge_wigner
 
     need = sorted(model.assembler.need.items())
-    cols = []
-    for (L, s), cnt in need:
-        for c in range(cnt):
-            for m in range(2 * L + 1):
-                d = {k: torch.zeros(1, 2 * k[0] + 1, n, dtype=torch.float64) for k, n in need}
-                d[(L, s)][0, m, c] = 1.0
-                cols.append(model.assembler(d).reshape(-1))
-    f = torch.linalg.solve(torch.stack(cols, 1), he.reshape(len(he), -1).T).T
+    f = torch.linalg.solve(model.assembler.matrix(), he.reshape(len(he), -1).T).T
     w = edge_wigner(vec, 4)
     power, i = torch.zeros(5, dtype=torch.float64), 0
     for (L, _), cnt in need:

@@ -159,6 +159,19 @@ class BlockAssembler(torch.nn.Module):
                     # kept in float64 (cast at use): float32 CG would cap float64 equivariance at 1e-7
                     self.register_buffer(f"cg_{l1}_{l2}_{L}", c, persistent=False)
 
+    def matrix(self) -> torch.Tensor:
+        """(U*U, n) float64: the linear map from irreps coefficients (ordered by (L, s), channel, M in e3nn's
+        basis) to flattened blocks; square and invertible (a block is its irreps, nothing more or less)."""
+        need = sorted(self.need.items())
+        cols = []
+        for (L, s), cnt in need:
+            for c in range(cnt):
+                for m in range(2 * L + 1):
+                    d = {k: torch.zeros(1, 2 * k[0] + 1, n, dtype=torch.float64) for k, n in need}
+                    d[(L, s)][0, m, c] = 1.0
+                    cols.append(self(d).reshape(-1))
+        return torch.stack(cols, 1)
+
     def forward(self, irreps: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
         some = next(iter(irreps.values()))
         n = some.shape[0]
