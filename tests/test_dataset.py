@@ -153,6 +153,62 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
     assert sid in DatasetStore(out).manifest["structures"]
 
+    # merge: a new folder takes every structure with its data and record; a second merge takes only
+    # what is missing; a folder from another recipe is refused
+    import h5py
+
+    merged = tmp_path / "merged"
+    assert main(["dataset", "merge", str(merged), str(out)]) == 0
+    a, b = DatasetStore(out), DatasetStore(merged)
+    assert set(b.manifest["structures"]) == set(a.manifest["structures"]) and b.verify() == []
+    for s_id, rec in a.manifest["structures"].items():
+        rb = b.manifest["structures"][s_id]
+        assert rb["run"] == rec["run"] and rb["merged_from"].startswith("ds/")
+        with h5py.File(a.shards / rec["shard"]) as fa, h5py.File(b.shards / rb["shard"]) as fb:
+            assert np.array_equal(fa[s_id]["H"][()], fb[s_id]["H"][()])
+    b.remove([sid], "test")
+    b = DatasetStore(merged)
+    assert b.merge(DatasetStore(out)) == {"structures": 1, "failures": 0, "already_here": len(after) - 1}
+    assert sid in DatasetStore(merged).manifest["structures"]
+    # --skip-from: another machine's build leaves out what a folder of the same recipe already holds
+    from uniham.data.build import build
+
+    summary = build(TINY, tmp_path / "elsewhere", skip_from=[out], progress=False)
+    assert summary["already_done"] == len(after) and summary["submitted"] == 0
+    other = tmp_path / "other.toml"
+    other.write_text(TINY.read_text().replace("seed = 11", "seed = 12"))
+    assert main(["dataset", "build", str(other), "--out", str(tmp_path / "o"), "--limit", "0"]) == 0
+    with pytest.raises(UnihamError, match="another recipe"):
+        DatasetStore(merged).merge(DatasetStore(tmp_path / "o"))
+
+
+def test_plan_file_and_parts(tmp_path):
+    """Plan once, build anywhere: a plan file gives the same entries; parts are disjoint and cover the plan."""
+    from uniham.data.build import load_plan, parse_part, select_part
+
+    p = tmp_path / "rich.toml"
+    p.write_text(RICH)
+    recipe = load_recipe(p)
+    entries, skipped = plan(recipe)
+    assert main(["dataset", "plan", str(p), "-o", str(tmp_path / "plan.json")]) == 0
+    again, _ = load_plan(tmp_path / "plan.json", recipe)
+    assert [e.to_json() for e in again] == [e.to_json() for e in entries]
+    parts = [select_part(entries, (i, 3)) for i in (1, 2, 3)]
+    ids = [e.id for part in parts for e in part]
+    assert sorted(ids) == sorted(e.id for e in entries) and len(set(ids)) == len(ids)
+    assert parse_part("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "x", "1/2/3"):
+        with pytest.raises(UnihamError, match="--part"):
+            parse_part(bad)
+    p2 = tmp_path / "rich2.toml"
+    p2.write_text(RICH.replace("seed = 3", "seed = 4"))
+    with pytest.raises(UnihamError, match="another recipe"):
+        load_plan(tmp_path / "plan.json", load_recipe(p2))
+    # the CLI: a part of the plan file, nothing computed with --limit 0
+    out = tmp_path / "ds"
+    assert main(["dataset", "build", str(p), "--out", str(out), "--plan", str(tmp_path / "plan.json"),
+                 "--part", "2/3", "--limit", "0"]) == 0
+
 
 def test_splits_deterministic_and_grouped():
     ids = [f"s{i}" for i in range(200)]

@@ -277,9 +277,24 @@ def cmd_dataset_plan(args) -> None:
 def cmd_dataset_build(args) -> None:
     from uniham.data.build import build
 
+    from uniham.data.build import parse_part
+
     summary = build(args.recipe, args.out, workers=args.workers, scheduler=args.scheduler,
-                    retry_failed=args.retry_failed, limit=args.limit)
+                    retry_failed=args.retry_failed, limit=args.limit, plan_file=args.plan, part=parse_part(args.part),
+                    skip_from=args.skip_from or ())
     print(json.dumps(summary))
+
+
+def cmd_dataset_merge(args) -> None:
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore(args.dir)
+    for other in args.others:
+        n = store.merge(DatasetStore(other))
+        print(f"{args.dir}: {n['structures']} structures and {n['failures']} failures taken from {other} "
+              f"({n['already_here']} already here)")
+    info = store.info()
+    print(f"{args.dir}: {info['n_structures']} structures, {info['n_failed']} failed, {info['n_elements']} elements")
 
 
 def cmd_dataset_info(args) -> None:
@@ -510,7 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
     x.add_argument("--limit", type=int, help="submit at most this many new structures")
+    x.add_argument("--plan", help="structures from `uniham dataset plan RECIPE -o FILE` (no planning here)")
+    x.add_argument("--part", help="I/N: only every N-th planned structure, starting at the I-th "
+                                  "(N machines, N folders, then `uniham dataset merge`)")
+    x.add_argument("--skip-from", nargs="+", metavar="DIR",
+                   help="dataset folders of the same recipe whose structures are not redone here")
     x.set_defaults(func=cmd_dataset_build)
+    x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
+    x.add_argument("dir", help="dataset folder to merge into (created if missing)")
+    x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")
+    x.set_defaults(func=cmd_dataset_merge)
     x = dsub.add_parser("info", help="counts per element and source, sizes, failures")
     x.add_argument("dir")
     x.add_argument("--json", action="store_true")

@@ -75,14 +75,58 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     return {"id": sid, "ok": True, "data": data, "record": record}
 
 
+def load_plan(path, recipe) -> tuple[list[Entry], list[dict]]:
+    """The entries of a plan file written by ``uniham dataset plan RECIPE -o FILE``, checked against ``recipe``.
+
+    A plan file lets machines without the structure sources (pymatgen's prototype library) build: plan
+    once, copy the JSON, build anywhere. The workers get exactly these JSON entries either way."""
+    import json
+
+    try:
+        doc = json.loads(open(path).read())
+        entries = [Entry.from_json(d) for d in doc["structures"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnihamError(f"{path}: not a uniham plan file ({exc})") from None
+    if doc.get("recipe_hash") != recipe.hash:
+        raise UnihamError(f"{path} was planned from another recipe (hash {doc.get('recipe_hash')} != {recipe.hash})")
+    return entries, doc.get("skipped", [])
+
+
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> (I, N), 1 <= I <= N: this machine takes the planned structures with index % N == I - 1."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UnihamError(f"--part {text!r}: expected I/N, e.g. 2/4") from None
+    if not 1 <= i <= n:
+        raise UnihamError(f"--part {text!r}: need 1 <= I <= N")
+    return i, n
+
+
+def select_part(entries: list, part: tuple[int, int] | None) -> list:
+    """The planned entries of part (i, n): plan index k with k % n == i - 1 (all entries for None).
+    By plan index, not by what is left to do, so that machines with different progress never overlap."""
+    return list(entries) if part is None else [e for k, e in enumerate(entries) if k % part[1] == part[0] - 1]
+
+
 def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, progress: bool = True,
-          retry_failed: bool = False, limit: int | None = None) -> dict:
-    """Run (or resume) the build of ``recipe_path`` into the dataset folder ``out``."""
+          retry_failed: bool = False, limit: int | None = None, plan_file=None,
+          part: tuple[int, int] | None = None, skip_from=()) -> dict:
+    """Run (or resume) the build of ``recipe_path`` into the dataset folder ``out``.
+
+    ``plan_file``: take the structures from ``uniham dataset plan -o`` output instead of planning here.
+    ``part = (i, n)``: only the planned structures whose plan index k has k % n == i - 1, so that n
+    machines building into n folders never compute the same structure (join with ``uniham dataset merge``).
+    ``skip_from``: other dataset folders of the same recipe; what they hold (done or failed) is not redone.
+    """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
 
     recipe = load_recipe(recipe_path)
-    entries, skipped = plan(recipe)
+    entries, skipped = load_plan(plan_file, recipe) if plan_file else plan(recipe)
+    entries = select_part(entries, part)
     store = DatasetStore(out)
     store.create(recipe)
     recovered = store.recover()
@@ -90,6 +134,12 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         log.warning("recovered after an interruption: %s", recovered)
     store.consolidate(force=True)  # pack what a previous run staged
     done, failed = store.done_ids(), store.failed_ids()
+    for other in skip_from:
+        o = DatasetStore(other)
+        if o.manifest["recipe_hash"] != recipe.hash:
+            raise UnihamError(f"--skip-from {other}: built from another recipe")
+        done |= set(o.manifest["structures"])
+        failed |= set(o.manifest["failures"])
     if retry_failed:
         for sid in list(store.manifest["failures"]):
             store.manifest["failures"].pop(sid)

@@ -261,6 +261,68 @@ class DatasetStore:
             (self.shards / shard).unlink(missing_ok=True)
         return len(ids)
 
+    def merge(self, other: DatasetStore) -> dict:
+        """Take every finished structure and failure of ``other`` (same recipe) that this folder lacks.
+
+        Used to join folders that several machines built with ``--part I/N``. Each structure is staged
+        atomically with its record (plus ``merged_from``), then packed into new shards, so a kill leaves a
+        consistent folder and a second merge takes only what is still missing. A structure that failed
+        here but finished there replaces the failure. This folder is created from ``other``'s recipe if
+        it does not exist. Returns counts: structures, failures, already_here."""
+        import h5py
+
+        if not other.manifest_path.exists():
+            raise UnihamError(f"{other.root}: not a uniham dataset (no manifest.json)")
+        if not self.manifest_path.exists():
+            from uniham.data.recipe import load_recipe
+
+            self.create(load_recipe(other.root / "recipe.toml"))
+        if other.manifest["recipe_hash"] != self.manifest["recipe_hash"]:
+            raise UnihamError(f"{other.root} was built from another recipe (hash {other.manifest['recipe_hash']} "
+                              f"!= {self.manifest['recipe_hash']}): cannot merge")
+        if any(other.staged()):
+            raise UnihamError(f"{other.root} has unpacked structures: pack them first with "
+                              f"`uniham dataset build RECIPE --out {other.root} --limit 0`")
+        bad = other.verify()
+        if bad:
+            raise UnihamError(f"{other.root}: shard checksums do not match ({', '.join(bad)}): not merged")
+        self.recover()
+        done, failed = self.done_ids(), self.failed_ids()
+        counts = Counter(structures=0, failures=0, already_here=0)
+        by_shard: dict[str, list[str]] = {}
+        for sid, rec in other.manifest["structures"].items():
+            if sid in done:
+                counts["already_here"] += 1
+            else:
+                by_shard.setdefault(rec["shard"], []).append(sid)
+        taken_over = [sid for ids in by_shard.values() for sid in ids if sid in self.manifest["failures"]]
+        if taken_over:  # forget those failures first: a kill before the staging just means merge again
+            for sid in taken_over:
+                self.manifest["failures"].pop(sid)
+            self._save_manifest()
+        for ids in by_shard.values():
+            for sid in ids:
+                (self.staging / f"{sid}.fail.json").unlink(missing_ok=True)
+        for shard, sids in sorted(by_shard.items()):
+            with h5py.File(other.shards / shard, "r") as src:
+                for sid in sids:
+                    rec = {k: v for k, v in other.manifest["structures"][sid].items() if k != "shard"}
+                    rec["merged_from"] = f"{other.root.name}/{shard}"
+                    tmp = self.staging / f"{sid}.h5.tmp"
+                    with h5py.File(tmp, "w") as out:
+                        src.copy(src[sid], out, name=sid)
+                        out.attrs["record"] = json.dumps(rec)
+                    _fsync_file(tmp)
+                    os.replace(tmp, self.staging / f"{sid}.h5")
+                    counts["structures"] += 1
+        for sid, rec in other.manifest["failures"].items():
+            if sid in done or sid in failed or sid in other.manifest["structures"]:
+                continue
+            atomic_write_bytes(self.staging / f"{sid}.fail.json", json.dumps(rec | {"merged_from": other.root.name}).encode())
+            counts["failures"] += 1
+        self.consolidate(force=True)
+        return dict(counts)
+
     # ------------------------------------------------------------------ reading
     def ids(self) -> list[str]:
         return sorted(self.manifest["structures"])
