@@ -182,6 +182,44 @@ def test_kill_9_and_resume(cp2k, tmp_path):
         DatasetStore(merged).merge(DatasetStore(tmp_path / "o"))
 
 
+def test_stopped_cp2k_is_not_a_failure(cp2k, tmp_path):
+    """A CP2K run killed from outside (a stopped build) is not recorded as the structure's failure: the
+    build goes on and the next build redoes it."""
+    import psutil
+
+    out = tmp_path / "ds"
+    proc = _build(out)
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        victim = next((c for c in psutil.Process(proc.pid).children(recursive=True)
+                       if c.name().startswith("cp2k")), None)
+    assert victim is not None
+    victim.terminate()
+    outp, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(outp.decode().strip().splitlines()[-1])
+    assert summary["interrupted"] == 1 and summary["failed"] == 0
+    store = DatasetStore(out)
+    assert store.manifest["failures"] == {} and len(store.manifest["structures"]) == summary["submitted"] - 1
+    proc = _build(out)
+    outp, err = proc.communicate(timeout=600)
+    assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
+    assert len(DatasetStore(out).manifest["structures"]) == summary["submitted"]
+    # such runs recorded as failures by uniham <= 0.1.1 are forgotten (and redone) by the next build
+    from uniham.data.build import build
+
+    sid = next(iter(DatasetStore(out).manifest["structures"]))
+    store = DatasetStore(out)
+    store.remove([sid], "test")
+    store.stage({"id": sid, "ok": False, "record": {"reason": "CP2K failed (exit -15): no message"}})
+    store.consolidate(force=True)
+    assert sid in DatasetStore(out).manifest["failures"]
+    assert build(TINY, out, limit=0, progress=False)["already_failed"] == 0
+    assert DatasetStore(out).manifest["failures"] == {}
+
+
 def test_plan_file_and_parts(tmp_path):
     """Plan once, build anywhere: a plan file gives the same entries; parts are disjoint and cover the plan."""
     from uniham.data.build import load_plan, parse_part, select_part

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 import traceback
 
@@ -30,11 +31,12 @@ from uniham.errors import UnihamError
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = {"cutoff": 8.0}
+INTERRUPTED = re.compile(r"CP2K failed \(exit -\d+\)")  # how uniham <= 0.1.1 recorded a CP2K killed by a signal
 
 
 def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     """Run one structure's DFT (in a worker) -> {"id", "ok", "data"/"record"}; never raises."""
-    from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
+    from uniham.dft.cp2k_engine import Cp2kInterrupted, Cp2kSettings, run_dft
 
     sid = entry_json["id"]
     t0 = time.perf_counter()
@@ -44,6 +46,8 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
         entry = Entry.from_json(entry_json)
         settings = Cp2kSettings(**({"n_check_kpoints": 1} | dft))
         ham = run_dft(entry.atoms, settings)
+    except Cp2kInterrupted as exc:  # the build is being stopped: not a failure, the next build redoes it
+        return {"id": sid, "ok": False, "interrupted": True, "record": base | {"reason": str(exc)}}
     except UnihamError as exc:
         return {"id": sid, "ok": False, "record": base | {"reason": str(exc), "wall_s": time.perf_counter() - t0}}
     except Exception as exc:  # noqa: BLE001 - a worker must report, not die: the reason is recorded
@@ -133,6 +137,10 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     if recovered:
         log.warning("recovered after an interruption: %s", recovered)
     store.consolidate(force=True)  # pack what a previous run staged
+    stale = [sid for sid, rec in store.manifest["failures"].items() if INTERRUPTED.match(rec.get("reason", ""))]
+    if stale:  # recorded by uniham <= 0.1.1 when a stopped build killed CP2K: not failures, redo them
+        store.forget_failures(stale)
+        log.warning("%d runs killed by an earlier stop were recorded as failures: they are redone", len(stale))
     done, failed = store.done_ids(), store.failed_ids()
     for other in skip_from:
         o = DatasetStore(other)
@@ -141,8 +149,7 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         done |= set(o.manifest["structures"])
         failed |= set(o.manifest["failures"])
     if retry_failed:
-        for sid in list(store.manifest["failures"]):
-            store.manifest["failures"].pop(sid)
+        store.forget_failures(list(store.manifest["failures"]))
         failed = set()
     todo = [e for e in entries if e.id not in done and e.id not in failed]
     # copies last: every element/prototype gets its ideal structure before any second copy
@@ -173,6 +180,10 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     try:
         for fut in as_completed(futures):
             res = fut.result()
+            if res.get("interrupted"):
+                summary["interrupted"] = summary.get("interrupted", 0) + 1
+                bar.update(1)
+                continue
             res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
             store.stage(res)
             summary["done" if res["ok"] else "failed"] += 1

@@ -224,6 +224,13 @@ class DatasetStore:
                 f.unlink()
         return packed
 
+    def forget_failures(self, ids) -> int:
+        """Drop recorded failures so that the next build runs those structures again."""
+        gone = [sid for sid in ids if self.manifest["failures"].pop(sid, None) is not None]
+        if gone:
+            self._save_manifest()
+        return len(gone)
+
     def remove(self, ids, reason: str) -> int:
         """Drop finished structures (e.g. computed with a since-fixed bug) so that the next build redoes
         them; their ids and ``reason`` are kept under the manifest's "removed". Each touched shard is

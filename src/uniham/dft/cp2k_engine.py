@@ -234,6 +234,10 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
 """
 
 
+class Cp2kInterrupted(UnihamError):
+    """CP2K was killed from outside (SIGTERM, SIGKILL, ...): the run says nothing about the structure."""
+
+
 def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
     """Run CP2K in ``workdir``; return the main output text. A progress bar follows the SCF steps."""
     from tqdm import tqdm
@@ -259,6 +263,8 @@ def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
         finally:
             bar.close()
     text = out_path.read_text(errors="replace") if out_path.exists() else ""
+    if proc.returncode < 0:  # killed by a signal (a stopped build, a time limit): not the structure's fault
+        raise Cp2kInterrupted(f"CP2K was stopped by signal {-proc.returncode} before it finished")
     if proc.returncode != 0 or "ABORT" in text:
         m = re.search(r"\[ABORT\].*\n((?: \*.*\n)+)", text)
         # the message sits right of CP2K's ASCII-art box (first 15 columns)
