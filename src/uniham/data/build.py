@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import re
 import time
 import traceback
@@ -62,7 +63,7 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     values = np.concatenate([ham.H[k].ravel() for k in keys]).astype(np.float32)
     p = ham.provenance
     record = base | {
-        "wall_s": round(time.perf_counter() - t0, 2),
+        "wall_s": round(time.perf_counter() - t0, 2), "host": platform.node(),
         "n_blocks_stored": len(keys), "cutoff_A": cutoff, "image_convention": "uniham",
         "dft": {"engine": "cp2k", "versions": p["versions"], "basis": settings.basis, "xc": settings.xc,
                 "kmesh": p["settings"]["kmesh"], "ecut_Ry": p["settings"]["ecut_Ry"],

@@ -388,7 +388,9 @@ class DatasetStore:
                 "bytes": sum(s["bytes"] for s in self.manifest["shards"].values()),
                 "bytes_per_structure": (sum(s["bytes"] for s in self.manifest["shards"].values()) / max(1, len(recs))),
                 "failure_reasons": dict(Counter(r["reason"][:80] for r in self.manifest["failures"].values())),
-                "dft_wall_s_total": round(sum(r.get("wall_s", 0.0) for r in recs.values()), 1)}
+                "dft_wall_s_total": round(sum(r.get("wall_s", 0.0) for r in recs.values()), 1),
+                "dft_wall_s_median": round(float(np.median([r.get("wall_s", 0.0) for r in recs.values()])), 1)
+                if recs else 0.0}
 
     def verify(self) -> list[str]:
         """Checksums of all shards against the manifest; returns the names that do not match."""
