@@ -92,6 +92,20 @@ def test_hermitian_by_construction():
     assert np.abs(hs - hs.transpose(0, 2, 1)).max() < 1e-12
 
 
+@pytest.mark.parametrize("kind", ["so2", "e3"])
+def test_structure_without_edges(kind):
+    """A lone atom in a box (db1 holds such 'molecules'): no edge within the cutoff, on-site blocks only."""
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(kind=kind, cutoff=4.0, lmax=2, mmax=2, channels=8, layers=2, heads=2,
+                                    layout=LAYOUT))
+    atom = Atoms("Si", positions=[[5.0, 5.0, 5.0]], cell=np.eye(3) * 10.0, pbc=True)
+    g, hs, he = _predict(model, atom, torch.float32)
+    assert g["edge_index"].shape[1] == 0 and he.shape[0] == 0
+    assert hs.shape == (1, 20, 20) and np.isfinite(hs).all() and np.abs(hs - hs.transpose(0, 2, 1)).max() < 1e-6
+    loss = model(g)[0].sum()
+    loss.backward()  # training on such a batch works too
+
+
 def test_bfloat16_autocast_keeps_float32_heads():
     """Mixed precision (the GPU default): trunk linears in bfloat16, residual stream, scatters and the
     output heads in float32 -- outputs are float32, Hermitian, and close to the float32 forward."""

@@ -176,7 +176,7 @@ def to_e3nn(x: torch.Tensor) -> torch.Tensor:
     parts = []
     for l in range(lmax + 1):
         for s in range(2):
-            parts.append(x[:, l * l:(l + 1) ** 2, s].transpose(1, 2).reshape(n, -1))  # (n, c * (2l+1)) mul-major
+            parts.append(x[:, l * l:(l + 1) ** 2, s].transpose(1, 2).reshape(n, c * (2 * l + 1)))  # mul-major; n may be 0
     return torch.cat(parts, dim=1)
 
 

@@ -128,20 +128,20 @@ class SO2Linear(nn.Module):
         for m in range(self.mmax + 1):
             ip, op = _m_index(self.lmax_in, m, dev), _m_index(self.lmax_out, m, dev)
             xp = x[:, ip]  # (E, n_l, 2, c)
-            xp_s = [xp[:, :, s].reshape(e, -1) for s in range(2)]
+            xp_s = [xp[:, :, s].reshape(e, xp.shape[1] * xp.shape[3]) for s in range(2)]  # explicit: E may be 0
             if m == 0:
                 for s in range(2):
-                    out[:, op, s] = self.keep[0][s](xp_s[s]).view(e, -1, self.c_out)
+                    out[:, op, s] = self.keep[0][s](xp_s[s]).view(e, op.numel(), self.c_out)
                 continue
             im, om = _m_index(self.lmax_in, -m, dev), _m_index(self.lmax_out, -m, dev)
             xm = x[:, im]
-            xm_s = [xm[:, :, s].reshape(e, -1) for s in range(2)]
+            xm_s = [xm[:, :, s].reshape(e, xm.shape[1] * xm.shape[3]) for s in range(2)]
             a, b = self.keep[m], self.flip[m - 1]
             for s in range(2):
                 yp = a[s](xp_s[s]) + b[1 - s](xm_s[1 - s])
                 ym = a[s](xm_s[s]) - b[1 - s](xp_s[1 - s])
-                out[:, op, s] = yp.view(e, -1, self.c_out)
-                out[:, om, s] = ym.view(e, -1, self.c_out)
+                out[:, op, s] = yp.view(e, op.numel(), self.c_out)
+                out[:, om, s] = ym.view(e, om.numel(), self.c_out)
         return out
 
 
