@@ -53,3 +53,30 @@ def test_converters_are_signed_permutations(code, l):
 def test_pyscf_p_order():
     # PySCF p = (px, py, pz) -> uniham (py, pz, px)
     assert np.allclose(code_to_uniham("pyscf", 1) @ np.array([1.0, 2.0, 3.0]), [2.0, 3.0, 1.0])
+
+
+def test_overlap_reaches_its_own_range():
+    """S cut where H is stored (10 A) is not positive definite for diffuse bases (a db1 Y cell); over
+    the basis' own pair range (primitive overlaps down to 1e-7: Y-Y 14.7 A) it is."""
+    from ase import Atoms
+
+    from uniham.dft.cp2k_basis import load_basis, overlap_blocks, overlap_keys, overlap_range
+    from uniham.hamiltonian import Hamiltonian
+
+    bases = {"Y": load_basis("Y"), "Si": load_basis("Si")}
+    rng = overlap_range(bases)
+    assert rng[("Si", "Si")] == pytest.approx(10.17, abs=0.05) and rng[("Y", "Y")] == pytest.approx(14.73, abs=0.05)
+    assert overlap_range(bases, 1e-5)[("Si", "Si")] == pytest.approx(8.6, abs=0.05)  # CP2K's pair list at db1
+    atoms = Atoms("Y", positions=[[0, 0, 0]], cell=[[0, 0, -3.8], [-2.0404, -3.5341, 0], [-2.0404, 3.5341, 0]], pbc=True)
+    keys = overlap_keys(atoms, bases)
+    dist = {k: np.linalg.norm(np.asarray(k[:3]) @ atoms.cell.array) for k in keys}
+    assert max(dist.values()) <= rng[("Y", "Y")] + 1e-9 and (0, 0, 0, 0, 0) in keys
+    full = overlap_blocks(["Y"], atoms.positions, atoms.cell.array, bases, keys)
+    cut = {k: v for k, v in full.items() if dist[k] <= 10.0}
+    basis = {"Y": bases["Y"].orbital_basis()}
+
+    def min_eig(s):
+        ham = Hamiltonian(atoms, basis, {k: np.zeros_like(v) for k, v in cut.items()}, s)
+        return min(np.linalg.eigvalsh(ham.Sk(k)).min() for k in ([0, 0, 0], [0.5, 0, 0], [0.2, 0.3, 0.1]))
+
+    assert min_eig(cut) < 0 < min_eig(full)

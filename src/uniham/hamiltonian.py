@@ -28,7 +28,7 @@ class Hamiltonian:
     """Real-space Hamiltonian and overlap blocks of one structure.
 
     atoms: the structure (Angstrom). basis: OrbitalBasis per chemical symbol.
-    H: {(R1,R2,R3,i,j): (n_i, n_j) array, eV}. S: same keys (subset allowed), None = orthogonal basis.
+    H: {(R1,R2,R3,i,j): (n_i, n_j) array, eV}. S: its own keys (usually those of H; may reach further, as S from basis integrals does), None = orthogonal basis.
     """
 
     atoms: Atoms

@@ -247,6 +247,44 @@ def pyscf_mole(symbols, positions_ang: np.ndarray, bases: dict[str, Cp2kBasis]):
     return mol, np.array(offsets)
 
 
+# S from integrals is cheap: keep it to 1e-7 per primitive pair. At 1e-5 (CP2K's EPS_PGF_ORB at
+# EPS_DEFAULT 1e-10) a rattled Bi2 cell's S(k) has an eigenvalue of -2e-4; at 1e-7 and 1e-9, +5.6e-4.
+OVERLAP_EPS = 1e-7
+
+
+def overlap_range(bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> dict[tuple[str, str], float]:
+    """Distance (Angstrom) per element pair beyond which every primitive overlap is below ``eps``.
+
+    Two Gaussians with exponents a, b at distance d overlap as exp(-a b / (a + b) d^2) (times a
+    normalisation <= 1); the pair's most diffuse exponents set the range (eps 1e-7: Si-Si 10.2 A,
+    Y-Y 14.7 A, Cs-Cs 18.4 A; eps 1e-5: 8.6, 12.5, 15.5 A). A Hamiltonian's H may stop earlier (store or
+    model cutoff): S must not, or S(k) stops being positive definite (a Y cell with S cut at 10 A has an
+    eigenvalue of -0.03)."""
+    amin = {x: min(e for sh in b.pyscf_basis() for e, *_ in sh[1:]) for x, b in bases.items()}
+    out = {}
+    for x, a in amin.items():
+        for y, b in amin.items():
+            out[(x, y)] = float(np.sqrt(np.log(1 / eps) * (a + b) / (a * b))) * CP2K_BOHR_ANG
+    return out
+
+
+def overlap_keys(atoms, bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> list[tuple]:
+    """Every (R1, R2, R3, i, j) whose atoms lie within their pair's :func:`overlap_range` (on-site included).
+
+    Lattice images only along periodic directions; positions and cell in Angstrom."""
+    from ase.neighborlist import neighbor_list
+
+    symbols = atoms.get_chemical_symbols()
+    rng = overlap_range({x: bases[x] for x in dict.fromkeys(symbols)}, eps)
+    keys = {(0, 0, 0, a, a) for a in range(len(atoms))}
+    if len(atoms):
+        ii, jj, ss, dd = neighbor_list("ijSd", atoms, max(rng.values()))
+        for i, j, sh, d in zip(ii, jj, ss, dd):
+            if d <= rng[(symbols[i], symbols[j])]:
+                keys.add((int(sh[0]), int(sh[1]), int(sh[2]), int(i), int(j)))
+    return sorted(keys)
+
+
 def overlap_blocks(symbols, positions_ang: np.ndarray, cell_ang: np.ndarray, bases: dict[str, Cp2kBasis],
                    keys) -> dict:
     """S_ij(R) = <phi_i(r - tau_i)|phi_j(r - tau_j - R)> in uniham order for the given (R1,R2,R3,i,j) keys.
