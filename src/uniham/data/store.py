@@ -303,10 +303,7 @@ class DatasetStore:
             else:
                 by_shard.setdefault(rec["shard"], []).append(sid)
         taken_over = [sid for ids in by_shard.values() for sid in ids if sid in self.manifest["failures"]]
-        if taken_over:  # forget those failures first: a kill before the staging just means merge again
-            for sid in taken_over:
-                self.manifest["failures"].pop(sid)
-            self._save_manifest()
+        self.forget_failures(taken_over)  # first: a kill before the staging just means merge again
         for ids in by_shard.values():
             for sid in ids:
                 (self.staging / f"{sid}.fail.json").unlink(missing_ok=True)
@@ -365,7 +362,7 @@ class DatasetStore:
             start += n
         for k, b in list(H.items()):
             H.setdefault((-k[0], -k[1], -k[2], k[4], k[3]), b.T)
-        # S over its own range (CP2K's pair list), which may reach beyond the stored H blocks
+        # S over its own range (overlap_keys), which may reach beyond the stored H blocks
         S = overlap_blocks(d["symbols"], atoms.positions, atoms.cell.array, bases,
                            sorted(set(H) | set(overlap_keys(atoms, bases)))) if with_overlap else \
             {k: np.zeros_like(b) for k, b in H.items()}
