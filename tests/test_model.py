@@ -143,7 +143,10 @@ def test_chunked_large_prediction_equals_full_forward(tmp_path):
     assert set(big.H) == set(ref.H)
     scale = max(np.abs(b).max() for b in ref.H.values())
     assert big.max_abs_difference(ref, "H") < 1e-5 * scale
+    # S on its own (longer) range, like predict; S(k) positive definite
+    assert set(big.S) == set(ref.S) and len(big.S) > len(big.H)
     assert big.max_abs_difference(ref, "S") < 1e-6
+    assert np.linalg.eigvalsh(big.Sk(np.array([0.25, 0.1, 0.4]))).min() > 0
     assert big.hermiticity_error("H") == 0.0
 
 

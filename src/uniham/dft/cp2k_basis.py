@@ -268,20 +268,36 @@ def overlap_range(bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> dict
     return out
 
 
+def overlap_pairs(atoms, bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Off-site pairs within their :func:`overlap_range`: ``i``, ``j`` (E,) and lattice shift ``R`` (E, 3),
+    sorted by (i, j, R); both directions are present. Images only along periodic directions (a box is
+    given to molecules); positions and cell in Angstrom. Vectorized, linear in the number of atoms."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    from uniham.structure import ensure_box
+
+    box = ensure_box(atoms)
+    if not len(box):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3), np.int64)
+    symbols = box.get_chemical_symbols()
+    kinds = list(dict.fromkeys(symbols))
+    rng = overlap_range({x: bases[x] for x in kinds}, eps)
+    table = np.array([[rng[(x, y)] for y in kinds] for x in kinds])
+    code = np.array([kinds.index(x) for x in symbols])
+    i, j, shift, d = primitive_neighbor_list("ijSd", box.pbc, box.cell.array, box.positions, float(table.max()),
+                                             self_interaction=False)
+    keep = d <= table[code[i], code[j]]
+    i, j, shift = i[keep], j[keep], shift[keep].astype(np.int64)
+    order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
+    return i[order].astype(np.int64), j[order].astype(np.int64), shift[order]
+
+
 def overlap_keys(atoms, bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> list[tuple]:
-    """Every (R1, R2, R3, i, j) whose atoms lie within their pair's :func:`overlap_range` (on-site included).
-
-    Lattice images only along periodic directions; positions and cell in Angstrom."""
-    from ase.neighborlist import neighbor_list
-
-    symbols = atoms.get_chemical_symbols()
-    rng = overlap_range({x: bases[x] for x in dict.fromkeys(symbols)}, eps)
+    """Every (R1, R2, R3, i, j) whose atoms lie within their pair's :func:`overlap_range` (on-site included)."""
+    i, j, shift = overlap_pairs(atoms, bases, eps)
     keys = {(0, 0, 0, a, a) for a in range(len(atoms))}
-    if len(atoms):
-        ii, jj, ss, dd = neighbor_list("ijSd", atoms, max(rng.values()))
-        for i, j, sh, d in zip(ii, jj, ss, dd):
-            if d <= rng[(symbols[i], symbols[j])]:
-                keys.add((int(sh[0]), int(sh[1]), int(sh[2]), int(i), int(j)))
+    keys.update((int(r[0]), int(r[1]), int(r[2]), int(a), int(b)) for a, b, r in zip(i, j, shift))
     return sorted(keys)
 
 

@@ -30,7 +30,7 @@ def guess_format(path: Path) -> str:
 
         try:
             with h5py.File(path, "r") as f:
-                if f.attrs.get("format") == "uniham-sparse-1":
+                if str(f.attrs.get("format", "")).startswith("uniham-sparse-"):
                     return "uniham-sparse"
         except OSError:
             pass

@@ -7,17 +7,23 @@ bounded by ``max_edges`` per chunk, whatever the size of the structure. Per laye
 together with their reverses, so that H_ij(R) = (h_e + h_rev^T) / 2 is symmetrized without keeping all
 blocks in memory; blocks are streamed into HDF5.
 
-S(R) comes from the basis integrals (PySCF, no SCF) in the same chunks: one ``intor_cross`` between the
-chunk's atoms and the periodic images of their neighbours.
+S(R) comes from the basis integrals (PySCF, no SCF) over its *own* range, which is longer than the model
+cutoff (:func:`uniham.dft.cp2k_basis.overlap_range`; Si 10.2 A, Cs 18.4 A): S cut at the H cutoff
+is not positive definite at every k. Its pairs are chunked by node ranges the same way; one
+``intor_cross`` per chunk between the chunk's atoms and the periodic images of their partners. The on-site
+S block depends on the element only and is computed once per element.
 
-File ``prediction.h5`` (format "uniham-sparse-1"; eV, Angstrom; only the canonical half of the off-site
-blocks, H_ji(-R) = H_ij(R)^T gives the rest):
+File ``prediction.h5`` (format "uniham-sparse-2"; eV, Angstrom; only the canonical half of the off-site
+blocks, H_ji(-R) = H_ij(R)^T gives the rest; H is zero beyond the edges, S beyond the overlap pairs):
 
     atoms/numbers (N,), atoms/positions (N, 3), atoms/cell (3, 3), atoms/pbc (3,)
     onsite/H (N, U, U) float32 [element rows/cols only, see norb]; onsite/S likewise
     edges/i, edges/j (E,) int32, edges/R (E, 3) int32, edges/offset (E + 1,) int64 into the flat values
-    edges/H, edges/S (sum of n_i * n_j,) float32, row-major blocks
-    attrs: format, basis_family, elements (symbol -> norb), checkpoint, timing
+    edges/H (sum of n_i * n_j,) float32, row-major blocks
+    overlap/i, overlap/j, overlap/R, overlap/offset, overlap/S: the same for S on its own pairs
+    attrs: format, basis_family, elements (symbol -> norb), checkpoint, timing, overlap_eps
+
+Format "uniham-sparse-1" (uniham <= 0.1.1) kept S on the H edges (``edges/S``); it is still read.
 
 :func:`read_prediction` turns it into a :class:`uniham.hamiltonian.Hamiltonian` (small and medium sizes).
 """
@@ -32,7 +38,8 @@ import torch
 
 from uniham.errors import UnihamError
 
-FORMAT = "uniham-sparse-1"
+FORMAT = "uniham-sparse-2"
+READABLE = ("uniham-sparse-1", FORMAT)
 
 
 def _chunks(ptr: np.ndarray, max_edges: int):
@@ -154,7 +161,7 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
     t_net = time.perf_counter() - t1
     t2 = time.perf_counter()
     if overlap:
-        _write_overlaps(f, box, symbols, bases, g, canon, offset, chunks, ptr, progress)
+        _write_overlaps(f, box, symbols, bases, max_edges, progress)
     t_ovl = time.perf_counter() - t2
     timing = {"graph_s": t_graph, "network_s": t_net, "overlap_s": t_ovl, "total_s": time.perf_counter() - t0}
     f.attrs["timing"] = json.dumps(timing)
@@ -165,45 +172,58 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
             "file_mb": out_path.stat().st_size / 2**20}
 
 
-def _write_overlaps(f, box, symbols, bases, g, canon, offset, chunks, ptr, progress) -> None:
-    """S blocks by PySCF integrals, chunk by chunk: <chunk atoms | neighbour images of the chunk>."""
+def _write_overlaps(f, box, symbols: np.ndarray, bases: dict, max_edges: int, progress: bool) -> None:
+    """S blocks by PySCF integrals over the overlap pairs (canonical half), chunk by chunk:
+    <chunk atoms | partner images of the chunk>; writes the ``overlap/`` group and ``onsite/S``."""
     from pyscf import gto
     from tqdm import tqdm
 
-    from uniham.dft.cp2k_basis import _pyscf_to_uniham, pyscf_mole
+    from uniham.dft.cp2k_basis import OVERLAP_EPS, _pyscf_to_uniham, overlap_pairs, pyscf_mole
+    from uniham.model.graph import reverse_index
 
     u = {s: _pyscf_to_uniham(b) for s, b in bases.items()}
-    ds = f.create_dataset("edges/S", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
-    cell = box.cell.array
-    canon_pos = np.cumsum(canon) - 1
     n = len(box)
-    maxn = max(b.orbital_basis().dim for b in bases.values())
+    oi, oj, osh = overlap_pairs(box, bases, OVERLAP_EPS)
+    canon = reverse_index(oi, oj, osh, n) > np.arange(len(oi))
+    oi, oj, osh = oi[canon], oj[canon], osh[canon]
+    norb = {x: b.orbital_basis().dim for x, b in bases.items()}
+    sizes = np.array([norb[symbols[a]] * norb[symbols[b]] for a, b in zip(oi, oj)], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    f.attrs["overlap_eps"] = OVERLAP_EPS
+    f.create_dataset("overlap/i", data=oi.astype(np.int32))
+    f.create_dataset("overlap/j", data=oj.astype(np.int32))
+    f.create_dataset("overlap/R", data=osh.astype(np.int32))
+    f.create_dataset("overlap/offset", data=offset)
+    ds = f.create_dataset("overlap/S", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
+    cell = box.cell.array
+    # on-site S is the same for every atom of an element
+    site = {}
+    for x in bases:
+        mol, _ = pyscf_mole([x], np.zeros((1, 3)), bases)
+        site[x] = u[x] @ mol.intor("int1e_ovlp") @ u[x].T
+    maxn = max(norb.values())
     onsite = np.zeros((n, maxn, maxn), np.float32)
-    for n0, n1 in tqdm(chunks, desc="overlaps (chunks)", disable=not progress, leave=False):
-        e0, e1 = ptr[n0], ptr[n1]
-        home = np.arange(n0, n1)
-        img_j, img_r = g["j"][e0:e1], g["shift"][e0:e1]
-        keys, inv = np.unique(np.column_stack([img_j, img_r]), axis=0, return_inverse=True)
-        pos_img = box.positions[keys[:, 0]] + keys[:, 1:] @ cell
-        mol_a, off_a = pyscf_mole(list(symbols[home]), box.positions[home], bases)
-        mol_b, off_b = pyscf_mole(list(symbols[keys[:, 0]]), pos_img, bases)
-        s_ab = gto.intor_cross("int1e_ovlp", mol_a, mol_b)
-        s_aa = gto.intor_cross("int1e_ovlp", mol_a, mol_a)
-        for k, a in enumerate(home):
-            blk = u[symbols[a]] @ s_aa[off_a[k]:off_a[k + 1], off_a[k]:off_a[k + 1]] @ u[symbols[a]].T
-            onsite[a, :len(blk), :len(blk)] = blk
-        sel = np.nonzero(canon[e0:e1])[0]
-        if not len(sel):
-            continue
-        vals = []
-        for ee in sel:
-            a, b = g["i"][e0 + ee], g["j"][e0 + ee]
-            q = inv.ravel()[ee]
-            blk = s_ab[off_a[a - n0]:off_a[a - n0 + 1], off_b[q]:off_b[q + 1]]
-            vals.append((u[symbols[a]] @ blk @ u[symbols[b]].T).ravel())
-        first = canon_pos[sel[0] + e0]
-        ds[offset[first]:offset[first] + sum(map(len, vals))] = np.concatenate(vals)
+    for a, x in enumerate(symbols):
+        onsite[a, :norb[x], :norb[x]] = site[x]
     f.create_dataset("onsite/S", data=onsite, compression="gzip")
+    ptr = np.searchsorted(oi, np.arange(n + 1))
+    for n0, n1 in tqdm(list(_chunks(ptr, max_edges)), desc="overlaps (chunks)", disable=not progress, leave=False):
+        e0, e1 = ptr[n0], ptr[n1]
+        if e0 == e1:
+            continue
+        home = np.unique(oi[e0:e1])
+        where = np.searchsorted(home, oi[e0:e1])
+        keys, inv = np.unique(np.column_stack([oj[e0:e1], osh[e0:e1]]), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        mol_a, off_a = pyscf_mole(list(symbols[home]), box.positions[home], bases)
+        mol_b, off_b = pyscf_mole(list(symbols[keys[:, 0]]), box.positions[keys[:, 0]] + keys[:, 1:] @ cell, bases)
+        s_ab = gto.intor_cross("int1e_ovlp", mol_a, mol_b)
+        vals = []
+        for k in range(e1 - e0):
+            p, q = where[k], inv[k]
+            blk = s_ab[off_a[p]:off_a[p + 1], off_b[q]:off_b[q + 1]]
+            vals.append((u[symbols[oi[e0 + k]]] @ blk @ u[symbols[oj[e0 + k]]].T).ravel())
+        ds[offset[e0]:offset[e1]] = np.concatenate(vals)
 
 
 def read_prediction(path):
@@ -219,7 +239,7 @@ def read_prediction(path):
     except OSError as exc:
         raise UnihamError(f"{path}: not an HDF5 file ({exc})") from None
     with f:
-        if f.attrs.get("format") != FORMAT:
+        if f.attrs.get("format") not in READABLE:
             raise UnihamError(f"{path}: not a uniham sparse prediction (format {f.attrs.get('format')!r})")
         atoms = Atoms(numbers=f["atoms/numbers"][()], positions=f["atoms/positions"][()], cell=f["atoms/cell"][()],
                       pbc=f["atoms/pbc"][()])
@@ -229,7 +249,13 @@ def read_prediction(path):
         norb = {x: b.orbital_basis().dim for x, b in bases.items()}
         i, j, r, off = f["edges/i"][()], f["edges/j"][()], f["edges/R"][()], f["edges/offset"][()]
         hv = f["edges/H"][()].astype(float)
-        sv = f["edges/S"][()].astype(float) if "edges/S" in f else None
+        if "overlap/S" in f:  # uniham-sparse-2: S on its own pairs
+            si, sj, sr, soff = (f[f"overlap/{k}"][()] for k in ("i", "j", "R", "offset"))
+            sv = f["overlap/S"][()].astype(float)
+        elif "edges/S" in f:  # uniham-sparse-1: S on the H edges
+            si, sj, sr, soff, sv = i, j, r, off, f["edges/S"][()].astype(float)
+        else:
+            sv = None
         oh = f["onsite/H"][()].astype(float)
         os_ = f["onsite/S"][()].astype(float) if "onsite/S" in f else None
     H, S = {}, ({} if sv is not None else None)
@@ -245,8 +271,10 @@ def read_prediction(path):
         rkey = (-key[0], -key[1], -key[2], b, a)
         blk = hv[off[e]:off[e + 1]].reshape(shape)
         H[key], H[rkey] = blk, blk.T
-        if S is not None:
-            sb = sv[off[e]:off[e + 1]].reshape(shape)
-            S[key], S[rkey] = sb, sb.T
+    for e in range(len(si) if S is not None else 0):
+        a, b = int(si[e]), int(sj[e])
+        key = (int(sr[e, 0]), int(sr[e, 1]), int(sr[e, 2]), a, b)
+        sb = sv[soff[e]:soff[e + 1]].reshape(norb[symbols[a]], norb[symbols[b]])
+        S[key], S[(-key[0], -key[1], -key[2], b, a)] = sb, sb.T
     n_el = float(sum(bases[x].valence for x in symbols))
     return Hamiltonian(atoms, {x: b.orbital_basis() for x, b in bases.items()}, H, S, None, n_el, False)
