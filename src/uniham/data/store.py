@@ -348,7 +348,7 @@ class DatasetStore:
         """The structure as a :class:`uniham.hamiltonian.Hamiltonian` (both halves; S from PySCF integrals)."""
         from ase import Atoms
 
-        from uniham.dft.cp2k_basis import load_basis, overlap_blocks, overlap_keys
+        from uniham.dft.cp2k_basis import load_basis, overlap_over_range
         from uniham.hamiltonian import Hamiltonian
 
         d = self.load_raw(sid)
@@ -362,10 +362,8 @@ class DatasetStore:
             start += n
         for k, b in list(H.items()):
             H.setdefault((-k[0], -k[1], -k[2], k[4], k[3]), b.T)
-        # S over its own range (overlap_keys), which may reach beyond the stored H blocks
-        S = overlap_blocks(d["symbols"], atoms.positions, atoms.cell.array, bases,
-                           sorted(set(H) | set(overlap_keys(atoms, bases)))) if with_overlap else \
-            {k: np.zeros_like(b) for k, b in H.items()}
+        # S over its own range, which may reach beyond the stored H blocks
+        S = overlap_over_range(atoms, bases, also=H) if with_overlap else {k: np.zeros_like(b) for k, b in H.items()}
         basis = {x: b.orbital_basis() for x, b in bases.items()}
         ham = Hamiltonian(atoms, basis, H, S, d["fermi_eV"], d["n_electrons"], False)
         ham.provenance = {"dataset": str(self.root), "id": sid} | self.manifest["structures"].get(sid, {})

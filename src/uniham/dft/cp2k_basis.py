@@ -301,6 +301,14 @@ def overlap_keys(atoms, bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -
     return sorted(keys)
 
 
+def overlap_over_range(atoms, bases: dict[str, Cp2kBasis], also=()) -> dict:
+    """S_ij(R) blocks (uniham order) on every pair within :func:`overlap_range` plus the keys ``also``
+    (e.g. H's, so that S is defined wherever H is). A Hamiltonian's H may stop at a shorter cutoff; S must
+    not, or S(k) loses positive definiteness."""
+    keys = sorted(set(also) | set(overlap_keys(atoms, bases)))
+    return overlap_blocks(atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array, bases, keys)
+
+
 def overlap_blocks(symbols, positions_ang: np.ndarray, cell_ang: np.ndarray, bases: dict[str, Cp2kBasis],
                    keys) -> dict:
     """S_ij(R) = <phi_i(r - tau_i)|phi_j(r - tau_j - R)> in uniham order for the given (R1,R2,R3,i,j) keys.

@@ -27,7 +27,7 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
     from ase.data import atomic_numbers
 
     import uniham
-    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis, overlap_blocks, overlap_keys
+    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis, overlap_over_range
     from uniham.properties.bands import resolve_fermi
     from uniham.structure import ensure_box
 
@@ -64,7 +64,7 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
         H[(int(s[0]), int(s[1]), int(s[2]), int(a), int(b))] = he[e][np.ix_(index[symbols[a]], index[symbols[b]])]
     t_net = time.perf_counter() - t0
     # H stops at the model cutoff, S at its own range (else S(k) can lose positive definiteness)
-    S = overlap_blocks(symbols, box.positions, box.cell.array, bases, sorted(set(H) | set(overlap_keys(box, bases))))
+    S = overlap_over_range(box, bases, also=H)
     n_el = float(sum(bases[x].valence for x in symbols))
     ham = Hamiltonian(box, {x: b.orbital_basis() for x, b in bases.items()}, H, S, None, n_el, False)
     if fermi and ham.norb <= 3000:
