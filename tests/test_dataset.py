@@ -220,6 +220,23 @@ def test_stopped_cp2k_is_not_a_failure(cp2k, tmp_path):
     assert DatasetStore(out).manifest["failures"] == {}
 
 
+def test_time_budget_stops_cleanly(cp2k, tmp_path):
+    """--hours: once the budget is spent no new structure starts; the running ones finish and are packed,
+    and the next run does the rest."""
+    from uniham.data.build import build
+
+    out = tmp_path / "ds"
+    summary = build(TINY, out, workers=1, hours=1e-9, progress=False)
+    assert summary["started"] == 2 and summary["done"] + summary["failed"] == 2  # the first round: 2 per worker
+    assert summary["not_started"] == summary["submitted"] - 2 > 0
+    store = DatasetStore(out)
+    assert len(store.manifest["structures"]) == summary["done"] and store.verify() == []
+    assert not list(store.staging.iterdir())
+    rest = build(TINY, out, workers=1, progress=False)
+    assert rest["submitted"] == summary["not_started"] and rest["not_started"] == 0
+    assert main(["dataset", "build", str(TINY), "--out", str(out), "--hours", "0"]) == 2
+
+
 def test_plan_file_and_parts(tmp_path):
     """Plan once, build anywhere: a plan file gives the same entries; parts are disjoint and cover the plan."""
     from uniham.data.build import load_plan, parse_part, select_part

@@ -275,13 +275,13 @@ def cmd_dataset_plan(args) -> None:
 
 
 def cmd_dataset_build(args) -> None:
-    from uniham.data.build import build
+    from uniham.data.build import build, parse_part
 
-    from uniham.data.build import parse_part
-
+    if args.hours is not None and not args.hours > 0:
+        raise UnihamError(f"--hours must be positive (got {args.hours})")
     summary = build(args.recipe, args.out, workers=args.workers, scheduler=args.scheduler,
                     retry_failed=args.retry_failed, limit=args.limit, plan_file=args.plan, part=parse_part(args.part),
-                    skip_from=args.skip_from or ())
+                    skip_from=args.skip_from or (), hours=args.hours)
     print(json.dumps(summary))
 
 
@@ -534,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(N machines, N folders, then `uniham dataset merge`)")
     x.add_argument("--skip-from", nargs="+", metavar="DIR",
                    help="dataset folders of the same recipe whose structures are not redone here")
+    x.add_argument("--hours", type=float, help="wall-clock budget: start no new structure after it, let the "
+                                               "running ones finish, pack and exit (e.g. a batch job's limit)")
     x.set_defaults(func=cmd_dataset_build)
     x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
     x.add_argument("dir", help="dataset folder to merge into (created if missing)")

@@ -118,13 +118,16 @@ def select_part(entries: list, part: tuple[int, int] | None) -> list:
 
 def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, progress: bool = True,
           retry_failed: bool = False, limit: int | None = None, plan_file=None,
-          part: tuple[int, int] | None = None, skip_from=()) -> dict:
+          part: tuple[int, int] | None = None, skip_from=(), hours: float | None = None) -> dict:
     """Run (or resume) the build of ``recipe_path`` into the dataset folder ``out``.
 
     ``plan_file``: take the structures from ``uniham dataset plan -o`` output instead of planning here.
     ``part = (i, n)``: only the planned structures whose plan index k has k % n == i - 1, so that n
     machines building into n folders never compute the same structure (join with ``uniham dataset merge``).
     ``skip_from``: other dataset folders of the same recipe; what they hold (done or failed) is not redone.
+    ``hours``: a wall-clock budget (e.g. a batch job's time limit minus a margin): after it no new structure
+    is started, the running ones finish and are packed, and the summary's ``not_started`` counts what the
+    next run will do. Structures are handed out two per worker at a time, so the first round always runs.
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
@@ -175,28 +178,50 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     dft = dict(recipe.dft)
     store_opts = DEFAULT_STORE | recipe.store
     # the largest structures first would balance better; keep the plan order so ids finish predictably
-    futures = [client.submit(compute, e.to_json(), dft, store_opts, key=f"dft-{e.id}", pure=False) for e in todo]
+    t_end = time.time() + 3600 * hours if hours is not None else None
+    pending = iter(todo)
+    queue = as_completed(loop=client.loop)
+
+    def window() -> int:  # two structures per worker thread in flight (workers may join a remote scheduler)
+        return 2 * (max(1, sum(client.nthreads().values())) if scheduler else workers)
+
+    def refill(first: bool = False) -> None:
+        while queue.count() < window():
+            if not first and t_end is not None and time.time() > t_end:
+                return
+            e = next(pending, None)
+            if e is None:
+                return
+            queue.add(client.submit(compute, e.to_json(), dft, store_opts, key=f"dft-{e.id}", pure=False))
+            summary["started"] += 1
+
+    summary["started"] = 0
     bar = tqdm(total=len(todo), desc=f"DFT ({workers if not scheduler else 'remote'} workers)", unit="structure",
                disable=not progress, smoothing=0.05)
     try:
-        for fut in as_completed(futures):
+        refill(first=True)
+        for fut in queue:
             res = fut.result()
             if res.get("interrupted"):
                 summary["interrupted"] = summary.get("interrupted", 0) + 1
-                bar.update(1)
-                continue
-            res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            store.stage(res)
-            summary["done" if res["ok"] else "failed"] += 1
-            bar.set_postfix(done=summary["done"], failed=summary["failed"])
+            else:
+                res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                store.stage(res)
+                summary["done" if res["ok"] else "failed"] += 1
+                bar.set_postfix(done=summary["done"], failed=summary["failed"])
+                store.consolidate()
             bar.update(1)
-            store.consolidate()
+            refill()
         store.consolidate(force=True)
     finally:
         bar.close()
         client.close()
         if cluster is not None:
             cluster.close()
+    summary["not_started"] = len(todo) - summary["started"]
+    if summary["not_started"]:
+        log.warning("time budget of %g h reached: %d structures not started (the next run does them)",
+                    hours, summary["not_started"])
     return summary
 
 
