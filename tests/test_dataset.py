@@ -235,6 +235,12 @@ def test_time_budget_stops_cleanly(cp2k, tmp_path):
     rest = build(TINY, out, workers=1, progress=False)
     assert rest["submitted"] == summary["not_started"] and rest["not_started"] == 0
     assert main(["dataset", "build", str(TINY), "--out", str(out), "--hours", "0"]) == 2
+    # coverage figure: a real PNG of the periodic table
+    import matplotlib.image
+
+    assert main(["dataset", "info", str(out), "--plot", str(tmp_path / "cov.png")]) == 0
+    img = matplotlib.image.imread(tmp_path / "cov.png")
+    assert img.shape[1] > img.shape[0] > 300
 
 
 def test_plan_file_and_parts(tmp_path):

@@ -304,6 +304,11 @@ def cmd_dataset_info(args) -> None:
     info = store.info()
     if args.verify:
         info["checksum_mismatches"] = store.verify()
+    if args.plot:
+        from uniham.data.plots import plot_coverage
+
+        plot_coverage(info["elements"], args.plot,
+                      f"{info['path']}: {info['n_structures']} structures, {info['n_elements']} elements")
     if args.json:
         print(json.dumps(info, indent=1))
         return
@@ -321,6 +326,8 @@ def cmd_dataset_info(args) -> None:
     if args.verify:
         print("checksums: " + ("all shards match" if not info["checksum_mismatches"]
                                else "MISMATCH " + ", ".join(info["checksum_mismatches"])))
+    if args.plot:
+        print(f"coverage plot written to {args.plot}")
 
 
 def cmd_dataset_export(args) -> None:
@@ -545,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("dir")
     x.add_argument("--json", action="store_true")
     x.add_argument("--verify", action="store_true", help="check shard checksums")
+    x.add_argument("--plot", metavar="FILE", help="periodic table of structures per element (PNG, PDF, SVG)")
     x.set_defaults(func=cmd_dataset_info)
     x = dsub.add_parser("export", help="one structure as a DeepH-dock folder (S recomputed by PySCF)")
     x.add_argument("dir")
