@@ -1,0 +1,6 @@
+"""``python -m uniham.cli ...``"""
+import sys
+
+from uniham.cli import main
+
+sys.exit(main())

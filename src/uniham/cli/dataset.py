@@ -1,0 +1,179 @@
+"""``uniham dataset ...``: plan, build, merge, inspect, export and split DFT databases."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from uniham.errors import UnihamError
+
+
+def cmd_dataset_plan(args) -> None:
+    from uniham.data.recipe import load_recipe, plan, plan_json, plan_summary
+
+    recipe = load_recipe(args.recipe)
+    entries, skipped = plan(recipe)
+    summ = plan_summary(entries, skipped)
+    if args.output:
+        Path(args.output).write_text(plan_json(recipe, entries, skipped))
+    print(f"recipe {recipe.name} (hash {recipe.hash}): {summ['n_structures']} structures, {summ['n_skipped']} skipped")
+    print("per source: " + ", ".join(f"{k} {v}" for k, v in summ["per_source"].items()))
+    print(f"per element ({len(summ['per_element'])}): " + ", ".join(f"{k} {v}" for k, v in summ["per_element"].items()))
+    if summ["per_prototype"]:
+        print(f"per prototype ({len(summ['per_prototype'])}): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(summ["per_prototype"].items())))
+    if summ["skip_reasons"]:
+        print("skipped: " + "; ".join(f"{k} ({v})" for k, v in summ["skip_reasons"].items()))
+    if args.output:
+        print(f"plan written to {args.output}")
+
+
+def cmd_dataset_build(args) -> None:
+    from uniham.data.build import build, parse_part
+
+    if args.hours is not None and not args.hours > 0:
+        raise UnihamError(f"--hours must be positive (got {args.hours})")
+    summary = build(args.recipe, args.out, workers=args.workers, scheduler=args.scheduler,
+                    retry_failed=args.retry_failed, limit=args.limit, plan_file=args.plan, part=parse_part(args.part),
+                    skip_from=args.skip_from or (), hours=args.hours)
+    print(json.dumps(summary))
+
+
+def cmd_dataset_merge(args) -> None:
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore(args.dir)
+    for other in args.others:
+        n = store.merge(DatasetStore(other))
+        print(f"{args.dir}: {n['structures']} structures and {n['failures']} failures taken from {other} "
+              f"({n['already_here']} already here)")
+    info = store.info()
+    print(f"{args.dir}: {info['n_structures']} structures, {info['n_failed']} failed, {info['n_elements']} elements")
+
+
+def cmd_dataset_info(args) -> None:
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore(args.dir)
+    info = store.info()
+    if args.verify:
+        info["checksum_mismatches"] = store.verify()
+    if args.plot:
+        from uniham.data.plots import plot_coverage
+
+        plot_coverage(info["elements"], args.plot,
+                      f"{info['path']}: {info['n_structures']} structures, {info['n_elements']} elements")
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    print(f"{info['path']}: recipe {info['recipe']} ({info['recipe_hash']}), {info['n_structures']} structures "
+          f"({info['n_staged']} staged), {info['n_failed']} failed, {info['n_elements']} elements, "
+          f"{info['n_shards']} shards, {info['bytes'] / 2**20:.1f} MiB ({info['bytes_per_structure'] / 1024:.1f} KiB/structure)")
+    print("sources: " + ", ".join(f"{k} {v}" for k, v in info["sources"].items()))
+    if info["n_structures"]:
+        core_h = info["dft_wall_s_total"] / 3600
+        print(f"DFT time: {core_h:.1f} core-hours, median {info['dft_wall_s_median']:.0f} s per structure "
+              f"({info['n_structures'] / core_h:.0f} structures per core-hour)")
+    print("elements: " + ", ".join(f"{k} {v}" for k, v in info["elements"].items()))
+    for reason, n in info["failure_reasons"].items():
+        print(f"failed ({n}): {reason}")
+    if args.verify:
+        print("checksums: " + ("all shards match" if not info["checksum_mismatches"]
+                               else "MISMATCH " + ", ".join(info["checksum_mismatches"])))
+    if args.plot:
+        print(f"coverage plot written to {args.plot}")
+
+
+def cmd_dataset_export(args) -> None:
+    from uniham.data.store import DatasetStore
+    from uniham.io import write_hamiltonian
+
+    ham = DatasetStore(args.dir).load(args.id)
+    write_hamiltonian(ham, args.output, "deeph-dock")
+    print(ham.summary())
+    print(f"written to {args.output}")
+
+
+def cmd_dataset_remove(args) -> None:
+    from uniham.data.store import DatasetStore, wrong_image_ids
+
+    store = DatasetStore(args.dir)
+    ids = list(args.ids)
+    if args.wrong_images:
+        ids += wrong_image_ids(store)
+    unknown = set(args.ids) - set(store.ids())
+    if unknown:
+        raise UnihamError(f"{args.dir}: no structures {sorted(unknown)}")
+    n = store.remove(ids, args.reason)
+    print(f"{args.dir}: removed {n} structures ({args.reason}); `uniham dataset build` redoes them")
+
+
+def cmd_dataset_split(args) -> None:
+    from uniham.data.build import split_ids
+    from uniham.data.store import DatasetStore
+
+    recs = DatasetStore(args.dir).manifest["structures"]
+    groups = None
+    if args.by == "prototype":
+        groups = {k: r["label"] for k, r in recs.items()}
+    elif args.by == "composition":
+        groups = {k: r["formula"] for k, r in recs.items()}
+    fr = tuple(float(x) for x in args.fractions.split(","))
+    splits = split_ids(sorted(recs), fr, args.seed, groups, set(args.holdout or []))
+    Path(args.output).write_text(json.dumps(splits, indent=1))
+    print(", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f"; written to {args.output}")
+
+
+def add_parsers(sub) -> None:
+    ds = sub.add_parser("dataset", help="build and inspect DFT databases (recipes, Dask, shards)")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True)
+    x = dsub.add_parser("plan", help="list the structures of a recipe (no DFT)")
+    x.add_argument("recipe")
+    x.add_argument("-o", "--output", help="write every structure with its source as JSON")
+    x.set_defaults(func=cmd_dataset_plan)
+    x = dsub.add_parser("build", help="run (or resume) the DFT of a recipe on Dask")
+    x.add_argument("recipe")
+    x.add_argument("--out", required=True)
+    x.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+                   help="local single-threaded workers (default: one per core)")
+    x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
+    x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
+    x.add_argument("--limit", type=int, help="submit at most this many new structures")
+    x.add_argument("--plan", help="structures from `uniham dataset plan RECIPE -o FILE` (no planning here)")
+    x.add_argument("--part", help="I/N: only every N-th planned structure, starting at the I-th "
+                                  "(N machines, N folders, then `uniham dataset merge`)")
+    x.add_argument("--skip-from", nargs="+", metavar="DIR",
+                   help="dataset folders of the same recipe whose structures are not redone here")
+    x.add_argument("--hours", type=float, help="wall-clock budget: start no new structure after it, let the "
+                                               "running ones finish, pack and exit (e.g. a batch job's limit)")
+    x.set_defaults(func=cmd_dataset_build)
+    x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
+    x.add_argument("dir", help="dataset folder to merge into (created if missing)")
+    x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")
+    x.set_defaults(func=cmd_dataset_merge)
+    x = dsub.add_parser("info", help="counts per element and source, sizes, failures")
+    x.add_argument("dir")
+    x.add_argument("--json", action="store_true")
+    x.add_argument("--verify", action="store_true", help="check shard checksums")
+    x.add_argument("--plot", metavar="FILE", help="periodic table of structures per element (PNG, PDF, SVG)")
+    x.set_defaults(func=cmd_dataset_info)
+    x = dsub.add_parser("export", help="one structure as a DeepH-dock folder (S recomputed by PySCF)")
+    x.add_argument("dir")
+    x.add_argument("id")
+    x.add_argument("-o", "--output", required=True)
+    x.set_defaults(func=cmd_dataset_export)
+    x = dsub.add_parser("remove", help="drop finished structures so that the next build redoes them")
+    x.add_argument("dir")
+    x.add_argument("ids", nargs="*")
+    x.add_argument("--wrong-images", action="store_true",
+                   help="every CP2K structure stored with uniham < 0.1.1's image labels that were wrong for it")
+    x.add_argument("--reason", required=True)
+    x.set_defaults(func=cmd_dataset_remove)
+    x = dsub.add_parser("split", help="deterministic train/validation/test split")
+    x.add_argument("dir")
+    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--by", choices=["structure", "prototype", "composition"], default="structure")
+    x.add_argument("--holdout", nargs="*", help="groups (prototype labels or formulas) kept for test only")
+    x.add_argument("--fractions", default="0.8,0.1,0.1")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=cmd_dataset_split)

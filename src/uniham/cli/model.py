@@ -1,0 +1,95 @@
+"""``uniham train``, ``predict``, ``evaluate``: the network."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from uniham.cli._common import LARGE_ABOVE
+
+
+def cmd_train(args) -> None:
+    from uniham.model.train import train
+
+    res = train(args.config, resume=args.resume, prepare_only=args.prepare)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
+        print(json.dumps(res))
+
+
+def _torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def cmd_predict(args) -> None:
+    _torch_threads(args.threads)
+    from uniham.io import write_hamiltonian
+    from uniham.model.predict import predict
+    from uniham.structure import read_structure
+
+    atoms = read_structure(args.structure)
+    if args.large or len(atoms) > LARGE_ABOVE:
+        from uniham.model.inference import predict_large
+
+        out = Path(args.output) / "prediction.h5"
+        res = predict_large(atoms, args.model, out, max_edges=args.max_edges, overlap=not args.no_overlap)
+        t = res["timing"]
+        print(f"{res['atoms']} atoms, {res['edges']} edges in {res['chunks']} chunks: graph {t['graph_s']:.1f} s, "
+              f"network {t['network_s']:.1f} s, overlaps {t['overlap_s']:.1f} s, total {t['total_s']:.1f} s; "
+              f"peak memory {res['peak_rss_mb']:.0f} MB")
+        print(f"written to {out} ({res['file_mb']:.1f} MB, sparse; uniham bands/dos read it)")
+        return
+    ham = predict(atoms, args.model)
+    write_hamiltonian(ham, args.output, "deeph-dock")
+    p = ham.provenance
+    print(ham.summary())
+    if p["untrained_elements"]:
+        print(f"warning: the model saw no {', '.join(p['untrained_elements'])} in training")
+    print(f"network {p['timing']['network_s']:.2f} s, total {p['timing']['total_s']:.2f} s; written to {args.output}")
+
+
+def cmd_evaluate(args) -> None:
+    _torch_threads(args.threads)
+    from uniham.model.evaluate import evaluate
+
+    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures")
+    print("per element (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_element_meV"].items()))
+    print("per orbital pair (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_orbital_pair_meV"].items()))
+    for b in res.get("bands", []):
+        print(f"bands {b['id']}: E_F +- 3 eV, max error {b['aligned_meV']:.2f} meV aligned, "
+              f"{b['absolute_meV']:.2f} meV absolute")
+    if args.json:
+        print(f"JSON: {args.json}")
+
+
+def add_parsers(sub) -> None:
+    x = sub.add_parser("train", help="train the Hamiltonian network from a TOML config")
+    x.add_argument("config")
+    x.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    x.add_argument("--prepare", action="store_true",
+                   help="only build OUT/samples.pt (graphs, targets; needs PySCF) and exit, e.g. before a GPU job")
+    x.set_defaults(func=cmd_train)
+    x = sub.add_parser("predict", help="predict H(R) of a structure; S(R) from basis integrals")
+    x.add_argument("structure")
+    x.add_argument("--model", required=True, help="checkpoint (.pt)")
+    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: busy-waiting OpenMP threads are 100x slower on a shared CPU)")
+    x.add_argument("--large", action="store_true",
+                   help=f"chunked, bounded-memory prediction into OUTPUT/prediction.h5 (automatic above {LARGE_ABOVE} atoms)")
+    x.add_argument("--max-edges", type=int, default=20000, help="edges per chunk with --large (memory bound)")
+    x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
+    x.set_defaults(func=cmd_predict)
+    x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")
+    x.add_argument("--model", required=True)
+    x.add_argument("--data", required=True, nargs="+", help="dataset folder(s) or DeepH-dock folder(s)")
+    x.add_argument("--json")
+    x.add_argument("--plots", help="folder for band-structure comparison plots")
+    x.add_argument("--bands", type=int, default=3, help="structures whose bands are compared")
+    x.add_argument("--split", choices=["train", "validation", "test"], help="only this split of the training run")
+    x.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    x.set_defaults(func=cmd_evaluate)
