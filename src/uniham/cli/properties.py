@@ -13,12 +13,7 @@ from uniham.errors import UnihamError
 def cmd_bands(args) -> None:
     from uniham.io import read_hamiltonian
     from uniham.properties.bands import bands_result, plot_bands, resolve_fermi
-    from uniham.properties.kpath import (
-        auto_labels,
-        build_path,
-        parse_kpath,
-        read_kpoints_file,
-    )
+    from uniham.properties.kpath import auto_labels, build_path, parse_kpath, read_kpoints_file
 
     ham = read_hamiltonian(args.src, args.src_format)
     if args.kpoints:
@@ -73,12 +68,7 @@ def cmd_bands(args) -> None:
 
 def cmd_dos(args) -> None:
     from uniham.io import read_hamiltonian
-    from uniham.properties.bands import (
-        gaussian_dos,
-        mesh_eigenvalues,
-        plot_dos,
-        resolve_fermi,
-    )
+    from uniham.properties.bands import gaussian_dos, mesh_eigenvalues, plot_dos, resolve_fermi
 
     ham = read_hamiltonian(args.src, args.src_format)
     if args.kpm or ham.norb > SPARSE_ABOVE:
