@@ -271,6 +271,24 @@ def test_plan_file_and_parts(tmp_path):
                  "--part", "2/3", "--limit", "0"]) == 0
 
 
+def test_balanced_order():
+    """Build order: every copy 0 before any copy 1; within a copy the rarest element first; same set."""
+    from ase import Atoms
+
+    from uniham.data.build import balanced_order
+    from uniham.data.recipe import Entry
+
+    def entry(sid, symbols):
+        return Entry(sid, "prototypes", sid, Atoms(symbols))
+
+    todo = [entry("a-SiO-0", "SiO"), entry("b-SiC-1", "SiC"), entry("c-NaCl-0", "NaCl"), entry("d-SiO-1", "SiO"),
+            entry("e-FeO-0", "FeO"), entry("f-Si-0", "Si"), entry("g-Na-0", "Na")]
+    order = [e.id for e in balanced_order(todo, {"Si": 5, "O": 3, "Na": 1})]
+    assert sorted(order) == sorted(e.id for e in todo)
+    # NaCl and FeO both hold an element never seen (plan order breaks the tie); Na then has 2, Fe 1
+    assert order == ["c-NaCl-0", "e-FeO-0", "g-Na-0", "a-SiO-0", "f-Si-0", "b-SiC-1", "d-SiO-1"]
+
+
 def test_splits_deterministic_and_grouped():
     ids = [f"s{i}" for i in range(200)]
     a = split_ids(ids, seed=1)

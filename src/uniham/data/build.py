@@ -110,6 +110,42 @@ def parse_part(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+def copy_index(sid: str) -> int:
+    """The copy number at the end of an id ("...-1x1x1-3" -> 3; 0 for the ideal structure)."""
+    tail = sid.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def balanced_order(todo: list, counts: dict[str, int]) -> list:
+    """Order of computation: copy 0 (every element, prototype, molecule, layer once) before copy 1, and
+    within a copy the structure whose rarest element is the rarest so far first, so that a database
+    stopped at any point covers the periodic table evenly. ``counts``: structures per element already
+    done (updated as structures are taken). Ties keep the plan order. Only the order changes, never the set.
+    """
+    import heapq
+
+    counts = dict(counts)
+
+    def key(k: int) -> tuple:
+        e = todo[k]
+        return (copy_index(e.id), min(counts.get(x, 0) for x in set(e.atoms.get_chemical_symbols())), k)
+
+    heap = [key(k) for k in range(len(todo))]
+    heapq.heapify(heap)
+    out = []
+    while heap:  # counts only grow, so a popped key that is still current is the minimum (lazy heap)
+        item = heapq.heappop(heap)
+        now = key(item[2])
+        if now != item:
+            heapq.heappush(heap, now)
+            continue
+        e = todo[item[2]]
+        out.append(e)
+        for x in set(e.atoms.get_chemical_symbols()):
+            counts[x] = counts.get(x, 0) + 1
+    return out
+
+
 def select_part(entries: list, part: tuple[int, int] | None) -> list:
     """The planned entries of part (i, n): plan index k with k % n == i - 1 (all entries for None).
     By plan index, not by what is left to do, so that machines with different progress never overlap."""
@@ -156,8 +192,11 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         store.forget_failures(list(store.manifest["failures"]))
         failed = set()
     todo = [e for e in entries if e.id not in done and e.id not in failed]
-    # copies last: every element/prototype gets its ideal structure before any second copy
-    todo.sort(key=lambda e: int(e.id.rsplit("-", 1)[1]) if e.id.rsplit("-", 1)[1].isdigit() else 0)
+    have: dict[str, int] = {}
+    for rec in store.manifest["structures"].values():
+        for x in set(rec.get("elements", ())):
+            have[x] = have.get(x, 0) + 1
+    todo = balanced_order(todo, have)
     if limit is not None:
         todo = todo[:limit]
     summary = {"planned": len(entries), "skipped_by_plan": len(skipped), "already_done": len(done & {e.id for e in entries}),
@@ -177,7 +216,6 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     run_token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # which invocation computed a structure
     dft = dict(recipe.dft)
     store_opts = DEFAULT_STORE | recipe.store
-    # the largest structures first would balance better; keep the plan order so ids finish predictably
     t_end = time.time() + 3600 * hours if hours is not None else None
     pending = iter(todo)
     queue = as_completed(loop=client.loop)
