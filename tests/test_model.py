@@ -148,6 +148,22 @@ def test_chunked_large_prediction_equals_full_forward(tmp_path):
     assert big.max_abs_difference(ref, "S") < 1e-6
     assert np.linalg.eigvalsh(big.Sk(np.array([0.25, 0.1, 0.4]))).min() > 0
     assert big.hermiticity_error("H") == 0.0
+    # a file of format 1 (uniham <= 0.1.1: S on the H edges) still reads
+    import shutil
+
+    import h5py
+
+    old = tmp_path / "old" / "prediction.h5"
+    old.parent.mkdir()
+    shutil.copy(tmp_path / "p" / "prediction.h5", old)
+    with h5py.File(old, "r+") as f:
+        i, j, r = f["edges/i"][()], f["edges/j"][()], f["edges/R"][()]
+        f["edges/S"] = np.concatenate([big.S[(*map(int, r[e]), int(i[e]), int(j[e]))].ravel()
+                                       for e in range(len(i))]).astype(np.float32)
+        del f["overlap"]
+        f.attrs["format"] = "uniham-sparse-1"
+    v1 = read_hamiltonian(old)
+    assert set(v1.S) == set(big.H) and max(np.abs(v1.S[k] - big.S[k]).max() for k in v1.S) < 1e-7
 
 
 def test_site_reference_is_the_rotation_invariant_part():
