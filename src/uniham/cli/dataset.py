@@ -144,8 +144,9 @@ def add_parsers(sub) -> None:
                                   "(N machines, N folders, then `uniham dataset merge`)")
     x.add_argument("--skip-from", nargs="+", metavar="DIR",
                    help="dataset folders of the same recipe whose structures are not redone here")
-    x.add_argument("--hours", type=float, help="wall-clock budget: start no new structure after it, let the "
-                                               "running ones finish, pack and exit (e.g. a batch job's limit)")
+    x.add_argument("--hours", type=float, help="wall-clock budget: hand out no new structure after it; those handed "
+                                               "out (at most two per worker) finish, are packed, and the build exits "
+                                               "(e.g. a batch job's limit minus two structures' time)")
     x.set_defaults(func=cmd_dataset_build)
     x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
     x.add_argument("dir", help="dataset folder to merge into (created if missing)")

@@ -161,9 +161,10 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     ``part = (i, n)``: only the planned structures whose plan index k has k % n == i - 1, so that n
     machines building into n folders never compute the same structure (join with ``uniham dataset merge``).
     ``skip_from``: other dataset folders of the same recipe; what they hold (done or failed) is not redone.
-    ``hours``: a wall-clock budget (e.g. a batch job's time limit minus a margin): after it no new structure
-    is started, the running ones finish and are packed, and the summary's ``not_started`` counts what the
-    next run will do. Structures are handed out two per worker at a time, so the first round always runs.
+    ``hours``: a wall-clock budget (e.g. a batch job's time limit minus a margin). Structures are handed out
+    two per worker at a time; after the budget none is handed out, those handed out (at most two per worker)
+    finish and are packed, and the summary's ``not_started`` counts what the next run will do. The first
+    round is always handed out.
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
