@@ -22,6 +22,18 @@ from uniham.errors import UnihamError
 
 Key = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j)
 
+# Below this many orbitals a k-point's dense solve runs on one BLAS thread: threads gain nothing for such
+# matrices, and on a loaded machine their spinning costs up to 45x (Si2, 26 orbitals, 200 k next to two
+# CP2K runs on 2 cores: 28 s with numpy's default threads, 0.6 s with one; bench/dense_threads.py).
+SMALL_DENSE = 1000
+
+
+def dense_loop_threads(norb: int):
+    """Context for a loop of dense per-k solves: one BLAS thread below :data:`SMALL_DENSE` orbitals."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1 if norb < SMALL_DENSE else None, user_api="blas")
+
 
 @dataclass
 class Hamiltonian:
@@ -166,7 +178,8 @@ class Hamiltonian:
 
         kpts = np.atleast_2d(np.asarray(kpts, dtype=float))
         it = tqdm(kpts, desc="diagonalizing", unit="k", disable=not progress, leave=False)
-        return np.array([self.eigh(k) for k in it])
+        with dense_loop_threads(self.norb):
+            return np.array([self.eigh(k) for k in it])
 
     # ----------------------------------------------------------------- transforms
     def transformed(self, u_per_atom: list[np.ndarray]) -> Hamiltonian:

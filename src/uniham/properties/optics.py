@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import dawsn, expit
 
 from uniham.errors import UnihamError
+from uniham.hamiltonian import dense_loop_threads
 
 E2_OVER_EPS0 = 4 * np.pi * 14.399645  # e^2 / eps0 in eV * Angstrom
 AXES = "xyz"
@@ -180,28 +181,29 @@ def susceptibility(ham, kmesh, omega: np.ndarray, broadening: float = 0.1, fermi
     fsum_rhs = np.zeros(3)
     fsum_lhs = np.zeros(3)
     gapped = True
-    for k in tqdm(kpts, desc="optics", unit="k", disable=not progress, leave=False):
-        e, u, v = velocities(bloch, k)
-        f = expit(-(e - fermi) / kT)
-        if np.any((f > 1e-9) & (f < 1 - 1e-9)):
-            gapped = False
-        de = e[None, :] - e[:, None]  # e_m - e_n
-        df = f[:, None] - f[None, :]  # f_n - f_m
-        pair = (df > 1e-10) & (np.abs(de) > 1e-8)
-        n_idx, m_idx = np.nonzero(pair)
-        dem = de[n_idx, m_idx]
-        w = df[n_idx, m_idx]
-        r = 1j * v[:, n_idx, m_idx] / dem  # r_nm (3, npairs), Angstrom
-        res = line_shape(dem[:, None] - omega[None, :], broadening)  # (npairs, nw)
-        anti = np.conj(line_shape(dem[:, None] + omega[None, :], broadening))
-        for c, (a, b) in zip(components, comps):
-            # pair (n, m) with f_n > f_m and its reverse (m, n): r^a_mn r^b_nm = conj(r^a_nm) conj(r^b_mn)
-            prod = r[a] * np.conj(r[b])  # r^a_nm r^b_mn
-            chi[c] += (w * prod) @ res + (w * np.conj(prod)) @ anti
-        if sum_rule:
-            for a in range(3):
-                fsum_lhs[a] += np.sum(w * np.abs(r[a]) ** 2 * dem)  # the exact int_0^inf of the broadened lines
-                fsum_rhs[a] += np.sum(f * curvature_fd(bloch, k, u, a))
+    with dense_loop_threads(ham.norb):  # small dense solves per k: one BLAS thread
+        for k in tqdm(kpts, desc="optics", unit="k", disable=not progress, leave=False):
+            e, u, v = velocities(bloch, k)
+            f = expit(-(e - fermi) / kT)
+            if np.any((f > 1e-9) & (f < 1 - 1e-9)):
+                gapped = False
+            de = e[None, :] - e[:, None]  # e_m - e_n
+            df = f[:, None] - f[None, :]  # f_n - f_m
+            pair = (df > 1e-10) & (np.abs(de) > 1e-8)
+            n_idx, m_idx = np.nonzero(pair)
+            dem = de[n_idx, m_idx]
+            w = df[n_idx, m_idx]
+            r = 1j * v[:, n_idx, m_idx] / dem  # r_nm (3, npairs), Angstrom
+            res = line_shape(dem[:, None] - omega[None, :], broadening)  # (npairs, nw)
+            anti = np.conj(line_shape(dem[:, None] + omega[None, :], broadening))
+            for c, (a, b) in zip(components, comps):
+                # pair (n, m) with f_n > f_m and its reverse (m, n): r^a_mn r^b_nm = conj(r^a_nm) conj(r^b_mn)
+                prod = r[a] * np.conj(r[b])  # r^a_nm r^b_mn
+                chi[c] += (w * prod) @ res + (w * np.conj(prod)) @ anti
+            if sum_rule:
+                for a in range(3):
+                    fsum_lhs[a] += np.sum(w * np.abs(r[a]) ** 2 * dem)  # the exact int_0^inf of the broadened lines
+                    fsum_rhs[a] += np.sum(f * curvature_fd(bloch, k, u, a))
     pref = 2 * E2_OVER_EPS0 / (vol * nk)
     chi = {c: pref * x for c, x in chi.items()}
     out = {"omega_eV": omega, "chi": chi, "eps": {c: (1.0 if c[0] == c[1] else 0.0) + x for c, x in chi.items()},
