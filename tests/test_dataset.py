@@ -165,7 +165,7 @@ def test_kill_9_and_resume(cp2k, tmp_path):
         rb = b.manifest["structures"][s_id]
         assert rb["run"] == rec["run"] and rb["merged_from"].startswith("ds/")
         with h5py.File(a.shards / rec["shard"]) as fa, h5py.File(b.shards / rb["shard"]) as fb:
-            assert np.array_equal(fa[s_id]["H"][()], fb[s_id]["H"][()])
+            assert np.array_equal(fa[s_id]["Hq"][()], fb[s_id]["Hq"][()])
     b.remove([sid], "test")
     b = DatasetStore(merged)
     assert b.merge(DatasetStore(out)) == {"structures": 1, "failures": 0, "already_here": len(after) - 1}
@@ -304,20 +304,76 @@ def test_splits_deterministic_and_grouped():
 
 
 def test_h_encoding_precision(tmp_path):
-    """H is stored to 1e-5 eV (scale-offset) whatever its magnitude; keys and metadata exactly."""
+    """H is stored to 1e-5 eV (zigzag fixed point) whatever its magnitude and sign; keys and metadata exactly;
+    smaller than the scale-offset encoding of uniham <= 0.1.1, whose shards still read."""
     import h5py
 
     from uniham.data.store import read_group, write_group
 
     rng = np.random.default_rng(0)
-    h = np.concatenate([rng.normal(0, 20, 500), rng.normal(0, 1e-3, 500), [0.0, -87.123456, 1e-7]])
+    # like a Hamiltonian: a few large on-site and near-neighbour elements, many small far ones
+    h = np.concatenate([rng.normal(0, 20, 500), rng.normal(0, 1e-3, 5000) * rng.exponential(1, 5000),
+                        [0.0, -87.123456, 1e-7, -6e-6, 6e-6, 21000.0]])
     data = {"symbols": ["Si", "C"], "cell": np.eye(3) * 4, "positions": np.zeros((2, 3)), "pbc": np.ones(3, bool),
             "fermi_eV": 1.5, "n_electrons": 8.0, "basis": "DZVP-MOLOPT-SR-GTH",
             "keys": np.arange(10).reshape(2, 5), "H": h}
     with h5py.File(tmp_path / "x.h5", "w") as f:
         write_group(f, "a", data)
+        new_bytes = f["a/Hq"].id.get_storage_size()
+        old = f.create_group("old")  # the format of uniham <= 0.1.1
+        for name in ("cell", "positions", "pbc", "symbols", "fermi_eV", "n_electrons", "basis"):
+            old.attrs[name] = f["a"].attrs[name]
+        old.create_dataset("keys", data=data["keys"].astype(np.int32))
+        old.create_dataset("H", data=h.astype(np.float32), scaleoffset=5, compression="gzip", shuffle=True)
+        old_bytes = old["H"].id.get_storage_size()
     with h5py.File(tmp_path / "x.h5") as f:
-        back = read_group(f["a"])
-    # 5e-6 rounding plus two float32 roundings (3.8e-6 each at |H| ~ 90 eV)
-    assert np.abs(back["H"] - h).max() <= 1.3e-5
+        back, back_old = read_group(f["a"]), read_group(f["old"])
+    assert np.abs(back["H"] - h).max() <= 5.0001e-6  # rounding to the 1e-5 grid only
+    assert back["H"][-4:-1].tolist() == [0.0, -1e-5, 1e-5]
+    assert np.abs(back_old["H"] - h).max() <= 1.3e-5 * max(1, np.abs(h).max() / 90)  # two float32 roundings
+    assert new_bytes < 0.8 * old_bytes, (new_bytes, old_bytes)
+    with pytest.raises(UnihamError, match="fixed-point range"):
+        with h5py.File(tmp_path / "y.h5", "w") as f:
+            write_group(f, "b", data | {"H": np.array([3e4])})
     assert (back["keys"] == data["keys"]).all() and back["symbols"] == ["Si", "C"]
+
+
+def test_store_options_change_is_adopted(tmp_path):
+    """[store] is not part of a recipe's identity: a folder takes a recipe that changes only how H is kept
+    (also one hashed by uniham <= 0.1.1 over the whole text), and refuses one with other structures or DFT."""
+    from uniham.data.store import DatasetStore
+
+    p = tmp_path / "r.toml"
+    p.write_text(RICH)
+    r0 = load_recipe(p)
+    p2 = tmp_path / "r2.toml"
+    p2.write_text(RICH.replace("[limits]", "# another comment\n[store]\ncutoff = 9.0\nrange_eps = 1e-6\n[limits]"))
+    r1 = load_recipe(p2)
+    assert r1.hash == r0.hash and r1.store == {"cutoff": 9.0, "range_eps": 1e-6}
+    store = DatasetStore(tmp_path / "ds")
+    store.create(r0)
+    store.manifest["recipe_hash"] = "0123456789abcdef"  # as uniham <= 0.1.1 hashed it
+    store._save_manifest()
+    store = DatasetStore(tmp_path / "ds")
+    store.create(r1)
+    m = DatasetStore(tmp_path / "ds").manifest
+    assert m["recipe_hash"] == r1.hash and m["recipe_history"][0]["recipe_hash"] == "0123456789abcdef"
+    assert load_recipe(tmp_path / "ds" / "recipe.toml").store["range_eps"] == 1e-6
+    p3 = tmp_path / "r3.toml"
+    p3.write_text(RICH.replace("seed = 3", "seed = 4"))
+    with pytest.raises(UnihamError, match="another recipe"):
+        DatasetStore(tmp_path / "ds").create(load_recipe(p3))
+
+
+def test_stored_range_per_pair():
+    """With range_eps, H is kept out to each pair's basis range (never below the cutoff): Cs reaches far
+    beyond 10 A, Si does not."""
+    from uniham.data.build import stored_range
+    from uniham.dft.cp2k_basis import load_basis, overlap_range
+
+    flat = stored_range(["Cs", "Si"], "DZVP-MOLOPT-SR-GTH", {"cutoff": 10.0})
+    assert (flat == 10.0).all()
+    r = stored_range(["Cs", "Si", "Cs"], "DZVP-MOLOPT-SR-GTH", {"cutoff": 10.0, "range_eps": 1e-6})
+    b = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Cs", "Si")}
+    assert np.allclose(r, r.T) and r[0, 2] == r[0, 0] == overlap_range(b, 1e-6)[("Cs", "Cs")] > 16
+    assert r[1, 1] == 10.0 and 10.0 < r[0, 1] < r[0, 0]

@@ -35,6 +35,24 @@ DEFAULT_STORE = {"cutoff": 8.0}
 INTERRUPTED = re.compile(r"CP2K failed \(exit -\d+\)")  # how uniham <= 0.1.1 recorded a CP2K killed by a signal
 
 
+def stored_range(symbols: list[str], basis: str, store: dict) -> np.ndarray:
+    """(n, n) distance (Angstrom) up to which H_ij(R) blocks are stored, from the recipe's [store]:
+    ``cutoff`` alone, or with ``range_eps`` max(cutoff, the pair's basis range at that overlap threshold,
+    :func:`uniham.dft.cp2k_basis.overlap_range`). A fixed cutoff does not fit every element: with
+    DZVP-MOLOPT-SR, 10 A leaves Si's bands within 0.2 meV but CsBi's off by 80 eV (Cs's diffuse
+    functions reach 17 A); max(10 A, range at 1e-6) keeps Cu, Ru, Si, AsGe2Ru within 0.9 meV and CsBi
+    within 5 meV (bench/results/store_range_dft.json)."""
+    cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
+    n = len(symbols)
+    if store.get("range_eps") is None:
+        return np.full((n, n), cutoff)
+    from uniham.dft.cp2k_basis import load_basis, overlap_range
+
+    kinds = list(dict.fromkeys(symbols))
+    rng = overlap_range({x: load_basis(x, basis) for x in kinds}, float(store["range_eps"]))
+    return np.array([[max(cutoff, rng[(a, b)]) for b in symbols] for a in symbols])
+
+
 def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     """Run one structure's DFT (in a worker) -> {"id", "ok", "data"/"record"}; never raises."""
     from uniham.dft.cp2k_engine import Cp2kInterrupted, Cp2kSettings, run_dft
@@ -55,16 +73,18 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
         tb = traceback.format_exc(limit=2).splitlines()[-1]
         return {"id": sid, "ok": False, "record": base | {"reason": f"{type(exc).__name__}: {exc} ({tb})",
                                                             "wall_s": time.perf_counter() - t0}}
-    cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
     box = ham.atoms
     pos, cell = box.positions, box.cell.array
+    reach = stored_range(box.get_chemical_symbols(), settings.basis, store)
     keys = [k for k in half_keys(sorted(ham.H))
-            if np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) <= cutoff + 1e-8]
-    values = np.concatenate([ham.H[k].ravel() for k in keys]).astype(np.float32)
+            if np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) <= reach[k[3], k[4]] + 1e-8]
+    cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
+    values = np.concatenate([ham.H[k].ravel() for k in keys])  # float64: rounded once, by the store
     p = ham.provenance
     record = base | {
         "wall_s": round(time.perf_counter() - t0, 2), "host": platform.node(),
-        "n_blocks_stored": len(keys), "cutoff_A": cutoff, "image_convention": "uniham",
+        "n_blocks_stored": len(keys), "cutoff_A": cutoff, "range_eps": store.get("range_eps"),
+        "image_convention": "uniham",
         "dft": {"engine": "cp2k", "versions": p["versions"], "basis": settings.basis, "xc": settings.xc,
                 "kmesh": p["settings"]["kmesh"], "ecut_Ry": p["settings"]["ecut_Ry"],
                 "rel_cutoff_Ry": settings.rel_cutoff, "smearing_eV": settings.smearing,

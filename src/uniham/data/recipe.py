@@ -88,7 +88,16 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        """The dataset's identity: what fixes the structures and their DFT, i.e. every table but [store]
+        (how H is kept: range, encoding), which may change while a database grows; each structure's record
+        says how it was stored. Comments and layout of the file do not count."""
+        return identity_hash(tomllib.loads(self.text))
+
+
+def identity_hash(doc: dict) -> str:
+    """Hash of a parsed recipe without its [store] table (see :attr:`Recipe.hash`)."""
+    ident = {k: v for k, v in doc.items() if k != "store"}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_recipe(path) -> Recipe:

@@ -18,7 +18,11 @@ One structure (HDF5 group named by its id):
     attrs  symbols (JSON), cell (3,3) A, positions (n,3) A, pbc (3,), fermi_eV, n_electrons, basis
     keys   (nb, 5) int32  R1 R2 R3 i j (0-based atoms), only the half i < j, or i == j with R >= 0
            (lexicographically); the other half is H_ji(-R) = H_ij(R)^T
-    H      (sum of block sizes,) eV, blocks concatenated row-major in key order, rounded to 1e-5 eV
+    Hq     (sum of block sizes,) uint32: blocks concatenated row-major in key order, as integers
+           k = rint(H / H_step_eV) (attr H_step_eV = 1e-5 eV) in zigzag order (0, -1, 1, -2, ... -> 0, 1,
+           2, 3, ...: small |H| give small numbers whatever the sign), one chunk per structure, shuffle,
+           gzip 6. Shards written by uniham <= 0.1.1 hold ``H`` instead: float32, HDF5 scale-offset to
+           1e-5 eV, shuffle, gzip 6 (36% larger for the same precision); both are read.
 S is not stored: it is recomputed from the CP2K basis definition by PySCF integrals
 (:func:`uniham.dft.cp2k_basis.overlap_blocks`).
 """
@@ -36,7 +40,7 @@ import numpy as np
 from uniham.errors import UnihamError
 
 SHARD_TARGET_BYTES = 16 * 2 ** 20
-H_DECIMALS = 5  # H stored to 1e-5 eV
+H_STEP_EV = 1e-5  # H stored to 1e-5 eV (bands within ~0.1 meV; bench/store_encoding.py)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -76,18 +80,41 @@ def write_group(h5, gid: str, data: dict) -> None:
     g.attrs["n_electrons"] = data["n_electrons"]
     g.attrs["basis"] = data["basis"]
     g.create_dataset("keys", data=np.asarray(data["keys"], dtype=np.int32), compression="gzip", shuffle=True)
-    # lossy fixed-point encoding (HDF5 scale-offset, 10^-5 eV), then shuffle + gzip: 2x smaller than
-    # float32 + gzip; Si2 DZVP at 10 A: 65 vs 122 KiB, bands near E_F within 0.25 meV (bench/truncation.py)
-    g.create_dataset("H", data=np.asarray(data["H"], dtype=np.float32), scaleoffset=H_DECIMALS, compression="gzip",
-                     compression_opts=6, shuffle=True)
-    g.attrs["H_encoding"] = f"float32, HDF5 scale-offset {H_DECIMALS} decimals (eV), shuffle, gzip 6"
+    g.create_dataset("Hq", **_compressed(encode_h(data["H"])))
+    g.attrs["H_step_eV"] = H_STEP_EV
+    g.attrs["H_encoding"] = "Hq: uint32 zigzag of k = rint(H / H_step_eV), eV; shuffle, gzip 6"
+
+
+def encode_h(h) -> np.ndarray:
+    """H (eV, any shape) -> flat uint32: zigzag of k = rint(H / H_STEP_EV). Fixed point, then zigzag so that
+    the many small elements of either sign become small integers whose high bytes are zero: with byte
+    shuffle and gzip, 0.64x the bytes of HDF5's scale-offset filter at the same 1e-5 eV (db1 sample of 30,
+    bench/store_encoding.py)."""
+    k = np.rint(np.asarray(h, dtype=np.float64).ravel() / H_STEP_EV)
+    if k.size and np.abs(k).max() >= 2 ** 31:
+        raise UnihamError(f"|H| = {np.abs(k).max() * H_STEP_EV:.0f} eV: beyond the store's fixed-point range")
+    k = k.astype(np.int64)
+    return ((k << 1) ^ (k >> 63)).astype(np.uint32)
+
+
+def decode_h(z: np.ndarray, step: float = H_STEP_EV) -> np.ndarray:
+    """Inverse of :func:`encode_h`: flat float64 H in eV."""
+    z = np.asarray(z).astype(np.int64)
+    return ((z >> 1) ^ -(z & 1)).astype(np.float64) * step
+
+
+def _compressed(a: np.ndarray) -> dict:
+    # one chunk per structure: gzip sees the whole array (0.85x the bytes of h5py's automatic chunks)
+    return {"data": a} if not a.size else {"data": a, "chunks": a.shape, "shuffle": True, "compression": "gzip",
+                                           "compression_opts": 6}
 
 
 def read_group(g) -> dict:
     return {"symbols": json.loads(g.attrs["symbols"]), "cell": g.attrs["cell"], "positions": g.attrs["positions"],
             "pbc": g.attrs["pbc"], "fermi_eV": float(g.attrs["fermi_eV"]),
             "n_electrons": float(g.attrs["n_electrons"]), "basis": str(g.attrs["basis"]),
-            "keys": g["keys"][()], "H": g["H"][()]}
+            "keys": g["keys"][()],
+            "H": decode_h(g["Hq"][()], float(g.attrs["H_step_eV"])) if "Hq" in g else g["H"][()]}
 
 
 class DatasetStore:
@@ -117,11 +144,14 @@ class DatasetStore:
         atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1).encode())
 
     def create(self, recipe) -> None:
-        """Create the folder for ``recipe`` or check that an existing one was built from the same recipe."""
+        """Create the folder for ``recipe`` or check that an existing one was built from the same recipe.
+
+        A folder whose recipe differs only in [store] (or was hashed by uniham <= 0.1.1, whose hash covered
+        the whole text) takes the new recipe: its structures and DFT are the same, new structures are stored
+        by the new [store] rule, and every record keeps its own (``cutoff_A``, ``range_eps``)."""
         if self.manifest_path.exists():
             if self.manifest["recipe_hash"] != recipe.hash:
-                raise UnihamError(f"{self.root} was built from another recipe (hash {self.manifest['recipe_hash']} "
-                                  f"!= {recipe.hash}); use a new --out folder")
+                self._adopt(recipe)
             return
         self.root.mkdir(parents=True, exist_ok=True)
         self.shards.mkdir(exist_ok=True)
@@ -133,6 +163,26 @@ class DatasetStore:
         self._save_manifest()
 
     # ------------------------------------------------------------------ recovery and status
+    def _adopt(self, recipe) -> None:
+        import tomllib
+
+        from uniham.data.recipe import identity_hash
+
+        old_text = (self.root / "recipe.toml").read_text() if (self.root / "recipe.toml").exists() else ""
+        try:
+            old = tomllib.loads(old_text)
+        except tomllib.TOMLDecodeError:
+            old = {}
+        if not old_text or identity_hash(old) != recipe.hash:
+            raise UnihamError(f"{self.root} was built from another recipe (hash {self.manifest['recipe_hash']} "
+                              f"!= {recipe.hash}); use a new --out folder")
+        self.manifest.setdefault("recipe_history", []).append(
+            {"recipe_hash": self.manifest["recipe_hash"], "until": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "store": old.get("store", {})})
+        self.manifest["recipe_hash"] = recipe.hash
+        atomic_write_bytes(self.root / "recipe.toml", recipe.text.encode())
+        self._save_manifest()
+
     def recover(self) -> dict:
         """Make the folder consistent after a kill: drop temporaries, orphan shards and packed staging files."""
         self.shards.mkdir(exist_ok=True)
