@@ -238,3 +238,16 @@ def test_heads_produce_every_m_in_the_bond_frame():
     sd = build_model(ModelConfig(**d)).state_dict()
     model = model_from_checkpoint({"model_config": legacy, "state_dict": sd})
     assert model.edge_head.mmax == 2
+
+
+def test_beyond_cutoff_warning():
+    """Elements whose H reaches past the model cutoff are named (their bands then carry truncation errors:
+    Si 23 meV with H cut at 8 A, Cs compounds eV)."""
+    from uniham.dft.cp2k_basis import load_basis
+    from uniham.model.predict import beyond_cutoff
+
+    bases = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Si", "Cs", "O")}
+    far = beyond_cutoff(bases, 8.0)
+    assert set(far) == {"Si", "Cs"} and far["Cs"] > 16 and 9 < far["Si"] < 10
+    assert set(beyond_cutoff(bases, 10.0)) == {"Cs"}
+    assert beyond_cutoff(bases, 20.0) == {}

@@ -70,6 +70,7 @@ def cmd_dataset_info(args) -> None:
           f"({info['n_staged']} staged), {info['n_failed']} failed, {info['n_elements']} elements, "
           f"{info['n_shards']} shards, {info['bytes'] / 2**20:.1f} MiB ({info['bytes_per_structure'] / 1024:.1f} KiB/structure)")
     print("sources: " + ", ".join(f"{k} {v}" for k, v in info["sources"].items()))
+    print("H stored to: " + ", ".join(f"{k} ({v})" for k, v in info["stored_range"].items()))
     if info["n_structures"]:
         core_h = info["dft_wall_s_total"] / 3600
         print(f"DFT time: {core_h:.1f} core-hours, median {info['dft_wall_s_median']:.0f} s per structure "

@@ -46,6 +46,10 @@ def cmd_predict(args) -> None:
     print(ham.summary())
     if p["untrained_elements"]:
         print(f"warning: the model saw no {', '.join(p['untrained_elements'])} in training")
+    if p["beyond_cutoff"]:
+        cut = p["model_config"].get("cutoff")
+        print("warning: H of " + ", ".join(f"{x} reaches {r} A" for x, r in p["beyond_cutoff"].items())
+              + f", the model predicts to {cut} A: expect band errors of tens of meV or more")
     print(f"network {p['timing']['network_s']:.2f} s, total {p['timing']['total_s']:.2f} s; written to {args.output}")
 
 

@@ -421,17 +421,19 @@ class DatasetStore:
 
     def info(self) -> dict:
         recs = self.manifest["structures"]
-        per_el, per_src = Counter(), Counter()
+        per_el, per_src, per_range = Counter(), Counter(), Counter()
         for r in recs.values():
             for x in set(r["elements"]):
                 per_el[x] += 1
             per_src[r["source"]] += 1
+            eps = r.get("range_eps")
+            per_range[f"{r.get('cutoff_A')} A" + (f" + pair range at {eps:g}" if eps else "")] += 1
         ok_staged, fail_staged = self.staged()
         return {"path": str(self.root), "recipe": self.manifest["recipe"], "recipe_hash": self.manifest["recipe_hash"],
                 "n_structures": len(recs), "n_staged": len(ok_staged),
                 "n_failed": len(self.manifest["failures"]) + len(fail_staged),
                 "elements": dict(sorted(per_el.items())), "n_elements": len(per_el), "sources": dict(per_src),
-                "n_shards": len(self.manifest["shards"]),
+                "stored_range": dict(per_range), "n_shards": len(self.manifest["shards"]),
                 "bytes": sum(s["bytes"] for s in self.manifest["shards"].values()),
                 "bytes_per_structure": (sum(s["bytes"] for s in self.manifest["shards"].values()) / max(1, len(recs))),
                 "failure_reasons": dict(Counter(r["reason"][:80] for r in self.manifest["failures"].values())),

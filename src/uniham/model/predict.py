@@ -73,8 +73,20 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
                       "checkpoint": str(ckpt_path), "checkpoint_step": ckpt.get("step"),
                       "model_config": ckpt["model_config"], "basis_family": family,
                       "untrained_elements": sorted({x for x in symbols if trained and atomic_numbers[x] not in trained}),
+                      "beyond_cutoff": beyond_cutoff(bases, model.cfg.cutoff),
                       "timing": {"network_s": t_net, "total_s": time.perf_counter() - t0}}
     return ham
+
+
+def beyond_cutoff(bases: dict, cutoff: float, eps: float = 1e-6, margin: float = 1.0) -> dict[str, float]:
+    """Elements whose H reaches well past the model's cutoff: {symbol: basis range (A) at overlap ``eps``}
+    for ranges above cutoff + margin. Their H blocks beyond the cutoff are missing from a prediction, and with
+    DZVP-MOLOPT-SR that costs tens of meV to eV in the bands (Mg 17 meV, Na 92 meV, Y 20 eV with H cut at
+    10 A; bench/results/store_range_dft.json)."""
+    from uniham.dft.cp2k_basis import overlap_range
+
+    rng = overlap_range(bases, eps)
+    return {x: round(rng[(x, x)], 1) for x in sorted(bases) if rng[(x, x)] > cutoff + margin}
 
 
 def band_errors(pred: Hamiltonian, ref: Hamiltonian, n_k: int = 8, window: float = 3.0, seed: int = 0) -> dict:
