@@ -134,6 +134,14 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     ham = read_hamiltonian(tmp_path / "si")
     assert ham.hermiticity_error("H") < 1e-6 and ham.hermiticity_error("S") < 1e-12
     assert np.linalg.eigvalsh(ham.Sk([0.1, 0.2, 0.3])).min() > 0
+    # H kept out to each pair's basis range (beyond the 6 A cutoff), recorded with the structure
+    from uniham.data.build import stored_range
+
+    raw = store.load_raw(sid)
+    keys = raw["keys"]
+    dist = np.linalg.norm(raw["positions"][keys[:, 4]] + keys[:, :3] @ raw["cell"] - raw["positions"][keys[:, 3]], axis=1)
+    reach = stored_range(raw["symbols"], raw["basis"], load_recipe(TINY).store)
+    assert 6.0 < dist.max() <= reach.max() + 1e-6 and after[sid]["range_eps"] == 1e-6
     info = json.loads(subprocess.run([sys.executable, "-m", "uniham.cli", "dataset", "info", str(out), "--json"],
                                      check=True, capture_output=True).stdout)
     assert info["n_structures"] == len(after) and info["elements"]["Si"] >= 2 and "n_failed" in info
