@@ -142,6 +142,13 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     dist = np.linalg.norm(raw["positions"][keys[:, 4]] + keys[:, :3] @ raw["cell"] - raw["positions"][keys[:, 3]], axis=1)
     reach = stored_range(raw["symbols"], raw["basis"], load_recipe(TINY).store)
     assert 6.0 < dist.max() <= reach.max() + 1e-6 and after[sid]["range_eps"] == 1e-6
+    # and `dataset plan --size` counts exactly what the store holds, without DFT
+    from uniham.data.build import stored_elements
+
+    recipe = load_recipe(TINY)
+    for e in entries:
+        if e.id in after:
+            assert stored_elements(e.atoms, recipe.dft["basis"], recipe.store) == store.load_raw(e.id)["H"].size, e.id
     info = json.loads(subprocess.run([sys.executable, "-m", "uniham.cli", "dataset", "info", str(out), "--json"],
                                      check=True, capture_output=True).stdout)
     assert info["n_structures"] == len(after) and info["elements"]["Si"] >= 2 and "n_failed" in info

@@ -24,6 +24,16 @@ def cmd_dataset_plan(args) -> None:
               + ", ".join(f"{k} {v}" for k, v in sorted(summ["per_prototype"].items())))
     if summ["skip_reasons"]:
         print("skipped: " + "; ".join(f"{k} ({v})" for k, v in summ["skip_reasons"].items()))
+    if args.size:
+        from tqdm import tqdm
+
+        from uniham.data.build import BYTES_PER_H_ELEMENT, stored_elements
+        from uniham.dft.cp2k_basis import DEFAULT_BASIS
+
+        basis, store = recipe.dft.get("basis", DEFAULT_BASIS), recipe.store
+        n = sum(stored_elements(e.atoms, basis, store) for e in tqdm(entries, desc="stored H size", unit="structure"))
+        print(f"stored H: {n:,} elements, ~{n * BYTES_PER_H_ELEMENT / 2**20:.1f} MiB "
+              f"(~{BYTES_PER_H_ELEMENT} bytes per element as measured on db1; S is not stored)")
     if args.output:
         print(f"plan written to {args.output}")
 
@@ -131,6 +141,8 @@ def add_parsers(sub) -> None:
     x = dsub.add_parser("plan", help="list the structures of a recipe (no DFT)")
     x.add_argument("recipe")
     x.add_argument("-o", "--output", help="write every structure with its source as JSON")
+    x.add_argument("--size", action="store_true",
+                   help="also count the H elements the store will hold and estimate its bytes (~1 min per 3,000)")
     x.set_defaults(func=cmd_dataset_plan)
     x = dsub.add_parser("build", help="run (or resume) the DFT of a recipe on Dask")
     x.add_argument("recipe")
