@@ -2,6 +2,7 @@
 sample of a built dataset.
 
 Usage: python bench/store_encoding.py DATASET [--sample N] [--cutoffs 9,10] [--decimals 5,4] [--seed S]
+                                      [--range-eps E]   (keep max(cutoff, pair range at E), as the store does)
        python bench/store_encoding.py --dft FOLDER [FOLDER ...] [--cutoffs ...] [--decimals ...]
 
 The reference is what the dataset holds (its own cutoff, 1e-5 eV); its bytes are those of the
@@ -27,6 +28,7 @@ import time
 import h5py
 import numpy as np
 
+from uniham.data.build import stored_range
 from uniham.data.store import DatasetStore, half_keys
 from uniham.hamiltonian import Hamiltonian
 from uniham.io import read_hamiltonian
@@ -63,6 +65,7 @@ def main() -> None:
     ap.add_argument("--cutoffs", default="9,10")
     ap.add_argument("--decimals", default="5,4")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--range-eps", type=float, default=None)
     a = ap.parse_args()
     if a.dft:
         sample = a.dataset
@@ -94,8 +97,10 @@ def main() -> None:
         offs = np.concatenate([[0], np.cumsum(sizes)])
         dist = np.linalg.norm(pos[keys[:, 4]] + keys[:, :3] @ cell - pos[keys[:, 3]], axis=1)
         ref_bytes += encode(keys, raw["H"], 5, "scaleoffset")[0]
+        sym = ham.atoms.get_chemical_symbols()
         for c in cutoffs:
-            keep = dist <= c + 1e-9
+            reach = stored_range(sym, "DZVP-MOLOPT-SR-GTH", {"cutoff": c, "range_eps": a.range_eps})
+            keep = dist <= reach[keys[:, 3], keys[:, 4]] + 1e-9
             flat = np.concatenate([raw["H"][offs[i]:offs[i + 1]] for i in np.nonzero(keep)[0]])
             for d, scheme in ((d, e) for d in decimals for e in schemes):
                 if scheme == "none" and d != decimals[0]:
@@ -115,7 +120,7 @@ def main() -> None:
                 r["bytes"] += nbytes
                 r["err"].append((float(e[sel].max()), sid))
                 r["err_near"].append((float(e[near].max()) if near.any() else 0.0, sid))
-    out = {"dataset": a.dataset if a.dft else a.dataset[0], "n_sample": len(sample), "seed": a.seed, "reference_KiB_per_structure":
+    out = {"dataset": a.dataset if a.dft else a.dataset[0], "range_eps": a.range_eps, "n_sample": len(sample), "seed": a.seed, "reference_KiB_per_structure":
            round(ref_bytes / len(sample) / 1024, 1), "seconds": round(time.time() - t0, 1), "variants": []}
     for (c, d, scheme), r in rows.items():
         if not r["err"]:
