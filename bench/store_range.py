@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from uniham.dft.cp2k_basis import load_basis, overlap_range
+from uniham.data.build import stored_range
 from uniham.hamiltonian import Hamiltonian
 from uniham.io import read_hamiltonian
 
@@ -27,15 +27,14 @@ def main() -> None:
     for folder in sys.argv[1:]:
         ham = read_hamiltonian(folder)
         pos, cell, sym = ham.atoms.positions, ham.atoms.cell.array, ham.atoms.get_chemical_symbols()
-        bases = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in set(sym)}
         ref = ham.eigenvalues(ks)
         sel, near = ref <= ham.fermi_level + 5.0, np.abs(ref - ham.fermi_level) <= 3.0
         dist = {k: np.linalg.norm(pos[k[4]] + np.array(k[:3]) @ cell - pos[k[3]]) for k in ham.H}
         row = {"folder": folder, "formula": ham.atoms.get_chemical_formula(), "n_elements_all": int(sum(v.size for v in ham.H.values())),
                "rules": {}}
         for name, (floor, eps) in RULES.items():
-            rng = overlap_range(bases, eps) if eps else None
-            keep = {k for k, d in dist.items() if d <= max(floor, rng[(sym[k[3]], sym[k[4]])] if rng else 0.0) + 1e-9}
+            reach = stored_range(sym, "DZVP-MOLOPT-SR-GTH", {"cutoff": floor, "range_eps": eps})
+            keep = {k for k, d in dist.items() if d <= reach[k[3], k[4]] + 1e-9}
             H = {k: (v if k in keep else np.zeros_like(v)) for k, v in ham.H.items()}
             e = np.abs(Hamiltonian(ham.atoms, ham.basis, H, ham.S, ham.fermi_level).eigenvalues(ks) - ref) * 1000
             row["rules"][name] = {"max_band_error_meV": round(float(e[sel].max()), 3),
