@@ -19,7 +19,7 @@ from collections import defaultdict
 import h5py
 import numpy as np
 
-from uniham.data.store import DatasetStore, decode_h
+from uniham.data.store import DatasetStore, read_group
 
 
 def main() -> None:
@@ -43,14 +43,12 @@ def main() -> None:
     for shard, ids in sorted(by_shard.items()):
         with h5py.File(store.shards / shard, "r") as f:
             for sid in ids:
-                g = f[sid]
-                sym = json.loads(g.attrs["symbols"])
-                pos, cell = np.asarray(g.attrs["positions"]), np.asarray(g.attrs["cell"])
-                keys = g["keys"][()]
-                h = decode_h(g["Hq"][()], float(g.attrs["H_step_eV"])) if "Hq" in g else g["H"][()]
+                raw = read_group(f[sid])
+                sym, keys, h = raw["symbols"], raw["keys"], raw["H"]
+                pos, cell = np.asarray(raw["positions"]), np.asarray(raw["cell"])
                 for x in sym:
                     if x not in dims:
-                        dims[x] = load_basis(x, g.attrs["basis"]).orbital_basis().dim
+                        dims[x] = load_basis(x, raw["basis"]).orbital_basis().dim
                 sizes = np.array([dims[sym[i]] * dims[sym[j]] for i, j in keys[:, 3:]])
                 starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
                 hmax = np.maximum.reduceat(np.abs(h), starts) if len(h) else np.zeros(0)
@@ -63,11 +61,10 @@ def main() -> None:
                     pair_stored[p] = max(pair_stored[p], float(dd))
                 for t in ts:
                     above = hmax > t
+                    reach_pairs = {}
                     for (i, j), dd in zip(keys[above, 3:], d[above]):
                         p = tuple(sorted((sym[i], sym[j])))
                         pair_reach[t][p] = max(pair_reach[t][p], float(dd))
-                    reach_pairs = {}
-                    for (i, j), dd in zip(keys[above, 3:], d[above]):
                         reach_pairs[(i, j)] = max(reach_pairs.get((i, j), 0.0), float(dd))
                     # edges a per-atom-pair cutoff graph holds: every block out to that pair's reach
                     need = sum(int(m) for (i, j), dd, m in zip(keys[:, 3:], d, mult)
