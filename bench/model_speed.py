@@ -5,7 +5,7 @@ DeepH-dock folders; default data/si_rattled), edges/s and structures/s, median o
 Inference: forward time and peak memory vs number of atoms (diamond-Si supercells): RSS growth on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA (timings synchronized).
 
-    python bench/model_speed.py [DATA] [--threads N] [--lmax L] [--channels C] [--cutoff A]   # prints JSON
+    python bench/model_speed.py [DATA] [--threads N] [--lmax L] [--channels C] [--cutoff A] [--range-eps E]  # JSON
     python bench/model_speed.py --cache runs/X/samples.pt --device cuda [--amp]      # a GPU node without PySCF
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def inference_scaling(kind: str, cfg: ModelConfig, sizes, device=torch.device("c
     rows = []
     for reps in sizes:
         atoms = bulk("Si", "diamond", a=5.431, cubic=True).repeat(reps)
-        g = to_device(structure_graph(atoms, cfg.cutoff), device, torch.float32)
+        g = to_device(structure_graph(atoms, model.edge_range()), device, torch.float32)
         rss0 = peak_rss_mb()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--cutoff", type=float, default=9.0)
+    ap.add_argument("--range-eps", type=float, default=0.0, help="per-pair edge ranges at this overlap (0: fixed cutoff)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--kinds", default="so2,e3")
@@ -115,18 +116,20 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device = torch.device(a.device)
-    layout, cutoff = ((0, 2), (1, 2), (2, 1)), a.cutoff
+    layout, cutoff, range_eps = ((0, 2), (1, 2), (2, 1)), a.cutoff, a.range_eps
     if a.cache:
         from uniham.model.data import load_sample_cache
 
         sets, meta = load_sample_cache(a.cache, None)
         samples = sets["train"][: a.batch * (a.repeats + 2)]
         layout, cutoff = tuple(tuple(x) for x in meta["layout"]), meta.get("cutoff", a.cutoff)
-    cfg = ModelConfig(cutoff=cutoff, lmax=a.lmax, mmax=a.mmax, channels=a.channels, layers=a.layers, heads=4,
+        range_eps = meta.get("range_eps", 0.0)
+    cfg = ModelConfig(cutoff=cutoff, range_eps=range_eps, lmax=a.lmax, mmax=a.mmax, channels=a.channels, layers=a.layers, heads=4,
                       layout=layout)
     if not a.cache:
         items = discover([a.data])[: a.batch * (a.repeats + 2)]
-        samples = load_samples(items, cfg.cutoff, build_model(cfg).layout, progress=False)
+        model = build_model(cfg)
+        samples = load_samples(items, model.edge_range(), model.layout, progress=False)
     out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "threads": a.threads,
            "amp_bf16": a.amp, "config": cfg.to_dict(), "batch_size": a.batch}
     sizes = [int(x) for x in a.sizes.split(",")]

@@ -122,16 +122,19 @@ def test_bfloat16_autocast_keeps_float32_heads():
     assert torch.allclose(amp[0], amp[0].transpose(1, 2))
 
 
-def test_chunked_large_prediction_equals_full_forward(tmp_path):
+@pytest.mark.parametrize("range_eps", [0.0, 1e-3])
+def test_chunked_large_prediction_equals_full_forward(tmp_path, range_eps):
     """predict_large (node-range chunks, streamed canonical half, chunked PySCF overlaps) gives the same
-    H and S blocks as the one-shot prediction, and its file reads back as a Hamiltonian."""
+    H and S blocks as the one-shot prediction, and its file reads back as a Hamiltonian; with fixed and
+    per-pair edge ranges."""
     from uniham.io import read_hamiltonian
     from uniham.model.inference import predict_large
     from uniham.model.predict import predict
 
     torch.manual_seed(1)
-    cfg = ModelConfig(cutoff=4.5, lmax=2, mmax=2, channels=8, layers=2, heads=2, layout=((0, 1), (1, 1)))
-    model = build_model(cfg)
+    cfg = ModelConfig(cutoff=4.5, range_eps=range_eps, lmax=2, mmax=2, channels=8, layers=2, heads=2,
+                      layout=((0, 1), (1, 1)))
+    model = build_model(cfg, "SZV-MOLOPT-SR-GTH")
     ckpt = tmp_path / "m.pt"
     torch.save({"model_config": cfg.to_dict(), "state_dict": model.state_dict(), "ema_state_dict": None,
                 "basis_family": "SZV-MOLOPT-SR-GTH", "elements_seen": [6, 8, 14]}, ckpt)
@@ -251,3 +254,91 @@ def test_beyond_cutoff_warning():
     assert set(far) == {"Si", "Cs"} and far["Cs"] > 16 and 9 < far["Si"] < 10
     assert set(beyond_cutoff(bases, 10.0)) == {"Cs"}
     assert beyond_cutoff(bases, 20.0) == {}
+
+
+def _cs_si() -> Atoms:
+    cell = np.array([[4.1, 0.2, 0.0], [0.3, 4.4, 0.1], [0.0, 0.4, 4.9]])
+    return Atoms("CsSiSi", scaled_positions=[[0.01, 0.02, 0.03], [0.45, 0.52, 0.48], [0.7, 0.1, 0.35]],
+                 cell=cell, pbc=True)
+
+
+def test_per_pair_edge_ranges_follow_the_basis():
+    """With range_eps the graph holds each element pair out to its basis range at that overlap (never below
+    the cutoff): the pairs of overlap_pairs at the same eps, Cs-Cs far beyond Si-Si; reverses intact."""
+    from uniham.dft.cp2k_basis import load_basis, overlap_pairs, overlap_range
+    from uniham.model.graph import EdgeRange, neighbor_graph
+
+    atoms = _cs_si()
+    bases = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Cs", "Si")}
+    rng = EdgeRange.for_basis(1.0, 1e-5)
+    ref = overlap_range(bases, 1e-5)
+    assert abs(rng.pair(55, 55) - ref[("Cs", "Cs")]) < 1e-9 and abs(rng.pair(14, 55) - ref[("Si", "Cs")]) < 1e-9
+    assert 15 < rng.pair(55, 55) < 16 and 8 < rng.pair(14, 14) < 9
+    g = neighbor_graph(atoms, rng)
+    i, j, s = overlap_pairs(atoms, bases, 1e-5)
+    assert (g["i"] == i).all() and (g["j"] == j).all() and (g["shift"] == s).all()
+    d = np.linalg.norm(g["vec"], axis=1)
+    cs = (g["i"] == 0) & (g["j"] == 0)
+    assert d[cs].max() > 14 and d[~cs & (g["i"] > 0) & (g["j"] > 0)].max() < 8.6
+    assert (g["reverse"][g["reverse"]] == np.arange(len(d))).all()
+    # the cutoff is a floor: Si-Si edges to 9.5 A, Cs-Cs still to its range
+    g2 = neighbor_graph(atoms, EdgeRange.for_basis(9.5, 1e-5))
+    d2 = np.linalg.norm(g2["vec"], axis=1)
+    si = (g2["i"] > 0) & (g2["j"] > 0)
+    assert 9.0 < d2[si].max() <= 9.5 and d2[(g2["i"] == 0) & (g2["j"] == 0)].max() > 14
+    # eps 0: one cutoff for every pair, as a plain number
+    a, b = neighbor_graph(atoms, EdgeRange.for_basis(6.0, 0.0)), neighbor_graph(atoms, 6.0)
+    assert (a["i"] == b["i"]).all() and (a["shift"] == b["shift"]).all()
+
+
+def test_per_pair_model_is_equivariant_and_round_trips(tmp_path):
+    """A model with per-pair ranges: envelope and radial basis per edge, exact rotation/inversion
+    equivariance, Hermitian; its checkpoint carries the ranges; old configs build fixed-cutoff models."""
+    from uniham.model.graph import EdgeRange
+    from uniham.model.predict import beyond_cutoff
+    from uniham.model.train import model_from_checkpoint
+
+    torch.manual_seed(4)
+    cfg = ModelConfig(cutoff=3.0, range_eps=1e-3, lmax=2, mmax=2, channels=8, layers=2, heads=2, layout=LAYOUT)
+    model = build_model(cfg).double()
+    rng = model.edge_range()
+    assert rng.eps == 1e-3 and abs(rng.pair(55, 55) - EdgeRange.for_basis(3.0, 1e-3).pair(55, 55)) < 1e-9
+    atoms = _cs_si()
+    g = structure_graph(atoms, rng, torch.float64)
+    with torch.no_grad():
+        hs, he = (t.numpy() for t in model(g))
+    d = g["vec"].norm(dim=1)
+    assert (d > 3.0).any()  # edges past the cutoff floor (Cs pairs)
+    env = model.edge_inputs(g["z"], g["vec"], *g["edge_index"])["env"]
+    assert (env > 0).all() and (env < 1).all()  # every edge inside its own range, smoothly weighted
+    assert np.abs(he - he[g["reverse"].numpy()].transpose(0, 2, 1)).max() < 1e-12
+    scale = np.abs(he).max()
+    for q in (Rotation.random(random_state=5).as_matrix(), -np.eye(3)):
+        rot = atoms.copy()
+        rot.set_cell(atoms.cell.array @ q.T)
+        rot.positions = atoms.positions @ q.T
+        g2 = structure_graph(rot, rng, torch.float64)
+        assert (g2["edge_index"] == g["edge_index"]).all()
+        with torch.no_grad():
+            hs2, he2 = (t.numpy() for t in model(g2))
+        dm = _dfull(model.layout, q)
+        assert np.abs(he2 - dm @ he @ dm.T).max() < 1e-10 * scale
+        assert np.abs(hs2 - dm @ hs @ dm.T).max() < 1e-10 * np.abs(hs).max()
+    # checkpoint round trip: same ranges and outputs
+    re = model_from_checkpoint({"model_config": cfg.to_dict(), "state_dict": model.state_dict()}).double()
+    assert re.edge_range() == rng
+    with torch.no_grad():
+        assert torch.allclose(re(g)[1], torch.from_numpy(he), atol=1e-12)
+    # a config from before range_eps: fixed cutoff, no range buffer in the state dict
+    old = {k: v for k, v in ModelConfig(cutoff=4.0, lmax=2, mmax=2, channels=8, layers=1, heads=2,
+                                        layout=LAYOUT).to_dict().items() if k != "range_eps"}
+    fixed = build_model(old)
+    assert fixed.edge_range() == EdgeRange(4.0) and "inv_alpha" not in fixed.state_dict()
+    # per-pair models at overlap <= 1e-5 name no element in the prediction warning; coarser ones do
+    from uniham.dft.cp2k_basis import load_basis
+
+    bases = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Si", "Cs")}
+    assert beyond_cutoff(bases, EdgeRange.for_basis(1.0, 1e-5)) == {}
+    assert set(beyond_cutoff(bases, EdgeRange.for_basis(1.0, 1e-3))) == {"Si", "Cs"}
+    with pytest.raises(ValueError, match="range_eps"):
+        build_model(ModelConfig(range_eps=2.0, layout=LAYOUT))

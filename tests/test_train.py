@@ -29,8 +29,9 @@ def si_dock(cp2k, tmp_path_factory):
     return out
 
 
-def _config(tmp_path: Path, data: Path, name: str, steps: int, **train) -> Path:
+def _config(tmp_path: Path, data: Path, name: str, steps: int, model: dict | None = None, **train) -> Path:
     extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in train.items())
+    extra_model = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (model or {}).items())
     p = tmp_path / f"{name}.toml"
     p.write_text(f"""out = "{tmp_path / name}"
 [data]
@@ -43,6 +44,7 @@ mmax = 2
 channels = 8
 layers = 2
 heads = 2
+{extra_model}
 [train]
 steps = {steps}
 batch_size = 1
@@ -161,3 +163,23 @@ def test_distributed_data_parallel_two_ranks(si_dock, tmp_path):
     assert len(summaries) == 1 and json.loads(summaries[0])["step"] == 6
     ck = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 6 and all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_per_pair_ranges_through_training_and_prediction(si_dock, tmp_path):
+    """range_eps in [model]: graphs and targets reach each pair's basis range of the data's own basis
+    family (SZV here), the checkpoint keeps those ranges, and predict writes H out to them."""
+    from uniham.io import read_hamiltonian
+    from uniham.model.graph import inverse_exponents
+
+    cfg = _config(tmp_path, si_dock, "p", 3, model={"range_eps": 1e-4})
+    assert main(["train", str(cfg)]) == 0
+    ck = torch.load(tmp_path / "p" / "checkpoint.pt", weights_only=True)
+    assert ck["basis_family"] == "SZV-MOLOPT-SR-GTH" and ck["model_config"]["range_eps"] == 1e-4
+    ia = ck["state_dict"]["inv_alpha"].double().numpy()
+    assert np.allclose(ia, inverse_exponents("SZV-MOLOPT-SR-GTH"), rtol=1e-6)
+    assert main(["predict", str(si_dock / "POSCAR"), "--model", str(tmp_path / "p" / "checkpoint.pt"),
+                 "-o", str(tmp_path / "pp")]) == 0
+    pred = read_hamiltonian(tmp_path / "pp")
+    cell, pos = pred.atoms.cell.array, pred.atoms.positions
+    far = max(np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) for k in pred.H)
+    assert 5.0 < far < 8.0, far  # past the 5 A floor, within Si-Si SZV's range at 1e-4

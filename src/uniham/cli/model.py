@@ -47,9 +47,11 @@ def cmd_predict(args) -> None:
     if p["untrained_elements"]:
         print(f"warning: the model saw no {', '.join(p['untrained_elements'])} in training")
     if p["beyond_cutoff"]:
-        cut = p["model_config"].get("cutoff")
+        mc = p["model_config"]
+        reach = (f"to {mc.get('cutoff')} A" if not mc.get("range_eps") else
+                 f"to each pair's basis range at overlap {mc['range_eps']:g} (at least {mc.get('cutoff')} A)")
         print("warning: H of " + ", ".join(f"{x} reaches {r} A" for x, r in p["beyond_cutoff"].items())
-              + f", the model predicts to {cut} A: expect band errors of tens of meV or more")
+              + f", the model predicts {reach}: expect band errors of tens of meV or more")
     print(f"network {p['timing']['network_s']:.2f} s, total {p['timing']['total_s']:.2f} s; written to {args.output}")
 
 

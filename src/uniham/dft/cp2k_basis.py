@@ -252,6 +252,11 @@ def pyscf_mole(symbols, positions_ang: np.ndarray, bases: dict[str, Cp2kBasis]):
 OVERLAP_EPS = 1e-7
 
 
+def min_exponent(basis: Cp2kBasis) -> float:
+    """The most diffuse primitive exponent of a basis (Bohr^-2): it sets how far the basis reaches."""
+    return float(min(e for sh in basis.pyscf_basis() for e, *_ in sh[1:]))
+
+
 def overlap_range(bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> dict[tuple[str, str], float]:
     """Distance (Angstrom) per element pair beyond which every primitive overlap is below ``eps``.
 
@@ -260,7 +265,7 @@ def overlap_range(bases: dict[str, Cp2kBasis], eps: float = OVERLAP_EPS) -> dict
     Y-Y 14.7 A, Cs-Cs 18.4 A; eps 1e-5: 8.6, 12.5, 15.5 A). A Hamiltonian's H may stop earlier (store or
     model cutoff): S must not, or S(k) stops being positive definite (a Y cell with S cut at 10 A has an
     eigenvalue of -0.03)."""
-    amin = {x: min(e for sh in b.pyscf_basis() for e, *_ in sh[1:]) for x, b in bases.items()}
+    amin = {x: min_exponent(b) for x, b in bases.items()}
     out = {}
     for x, a in amin.items():
         for y, b in amin.items():

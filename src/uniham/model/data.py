@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from uniham.errors import UnihamError
-from uniham.model.graph import structure_graph, targets
+from uniham.model.graph import EdgeRange, structure_graph, targets
 from uniham.model.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def discover(paths) -> list[Item]:
     return items
 
 
-def make_sample(ham, cutoff: float, layout: Layout, dtype=torch.float32, with_overlap: bool = True) -> dict:
+def make_sample(ham, cutoff: float | EdgeRange, layout: Layout, dtype=torch.float32, with_overlap: bool = True) -> dict:
     if ham.spinful:
         raise UnihamError("spinful Hamiltonians are not supported by the network yet")
     g = structure_graph(ham.atoms, cutoff, dtype)
@@ -67,7 +67,7 @@ def make_sample(ham, cutoff: float, layout: Layout, dtype=torch.float32, with_ov
     return g
 
 
-def load_samples(items: list[Item], cutoff: float, layout: Layout, progress: bool = True,
+def load_samples(items: list[Item], cutoff: float | EdgeRange, layout: Layout, progress: bool = True,
                  dtype=torch.float32) -> list[dict]:
     from tqdm import tqdm
 

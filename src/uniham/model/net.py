@@ -44,6 +44,10 @@ N_ELEMENTS = 87  # embedding rows: Z = 0..86
 class ModelConfig:
     kind: str = "so2"  # "so2" or "e3"
     cutoff: float = 8.0  # Angstrom: edges (and predicted off-site blocks) within this distance
+    # > 0: per element pair, edges out to max(cutoff, the distance where the pair's most diffuse basis
+    # functions overlap by range_eps) (uniham.model.graph.EdgeRange); 1e-5 keeps db1's bands within
+    # ~meV of the DFT (bench/results/model_range_db1.json) where a fixed 8 A costs eV. 0: fixed cutoff.
+    range_eps: float = 0.0
     lmax: int = 4
     mmax: int = 4  # |m| kept in the SO(2) convolutions of the message layers
     # |m| kept in the output heads; -1 = all. A block between shells l1, l2 has irreps up to L = l1 + l2, and
@@ -70,8 +74,9 @@ class ModelConfig:
         return cls(**d)
 
 
-def envelope(d: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """Smooth cutoff: (1 + cos(pi d / rc)) / 2 for d < rc, zero beyond; C1-continuous at rc."""
+def envelope(d: torch.Tensor, cutoff: float | torch.Tensor) -> torch.Tensor:
+    """Smooth cutoff: (1 + cos(pi d / rc)) / 2 for d < rc, zero beyond; C1-continuous at rc (a number or
+    one per edge, shaped as d)."""
     return torch.where(d < cutoff, 0.5 * (torch.cos(math.pi * d / cutoff) + 1.0), torch.zeros_like(d))
 
 
@@ -198,15 +203,22 @@ def from_e3nn(flat: torch.Tensor, irreps) -> torch.Tensor:
 class HamiltonianNet(nn.Module):
     """Structure graph -> on-site (N, U, U) and off-site (E, U, U) blocks in eV (uniham orbital order)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, basis_family: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.layout = Layout.from_counts(dict(cfg.layout))
+        if cfg.range_eps > 0:
+            # 1 / most diffuse exponent per Z (Bohr^2) of the basis the model is trained for: the per-pair
+            # edge range (EdgeRange); a buffer, so a checkpoint carries the ranges it was trained with
+            from uniham.model.graph import inverse_exponents
+
+            self.register_buffer("inv_alpha", torch.tensor(inverse_exponents(basis_family)))
         c, l = cfg.channels, cfg.lmax
         if c % cfg.heads:
             raise ValueError("channels must be a multiple of heads")
         self.embed = nn.Embedding(N_ELEMENTS, c)
-        self.rbf = RadialBasis(cfg.n_rbf, cfg.cutoff)
+        # per-pair ranges: the radial basis spans [0, 1] of d / r_ij (each pair's range resolved alike)
+        self.rbf = RadialBasis(cfg.n_rbf, 1.0 if cfg.range_eps > 0 else cfg.cutoff)
         self.layers = nn.ModuleList([MessageLayer(cfg) for _ in range(cfg.layers)])
         self.assembler = BlockAssembler(self.layout)
         need = self.layout.out_irreps()
@@ -237,9 +249,13 @@ class HamiltonianNet(nn.Module):
         spherical harmonics (e3) of the edge vectors vec (E, 3) Angstrom."""
         cfg = self.cfg
         d = vec.norm(dim=1)
-        env = envelope(d, cfg.cutoff)
+        if cfg.range_eps > 0:
+            rc = self.edge_cutoff(z[i], z[j]).to(d.dtype)
+            env, rbf = envelope(d, rc), self.rbf(d / rc)
+        else:
+            env, rbf = envelope(d, cfg.cutoff), self.rbf(d)
         emb = self.embed(z) if emb is None else emb
-        out = {"env": env, "scal": torch.cat([self.rbf(d) * env[:, None], emb[i], emb[j]], dim=1),
+        out = {"env": env, "scal": torch.cat([rbf * env[:, None], emb[i], emb[j]], dim=1),
                "wigner": None, "sh": None}
         if cfg.kind == "so2":
             out["wigner"] = edge_wigner(vec, max(cfg.lmax, self.lout))
@@ -248,6 +264,22 @@ class HamiltonianNet(nn.Module):
 
             out["sh"] = o3.spherical_harmonics(list(range(cfg.lmax + 1)), vec, normalize=True)
         return out
+
+    def edge_cutoff(self, zi: torch.Tensor, zj: torch.Tensor) -> torch.Tensor:
+        """r_ij (E,) Angstrom of edges between atomic numbers zi, zj: the formula of :class:`EdgeRange`."""
+        from uniham.model.graph import CP2K_BOHR_ANG
+
+        r = CP2K_BOHR_ANG * torch.sqrt(math.log(1 / self.cfg.range_eps) * (self.inv_alpha[zi] + self.inv_alpha[zj]))
+        return torch.clamp(r, min=self.cfg.cutoff)
+
+    def edge_range(self):
+        """The :class:`uniham.model.graph.EdgeRange` to build this model's graphs with."""
+        from uniham.model.graph import EdgeRange
+
+        if self.cfg.range_eps <= 0:
+            return EdgeRange(float(self.cfg.cutoff))
+        return EdgeRange(float(self.cfg.cutoff), float(self.cfg.range_eps),
+                         tuple(float(x) for x in self.inv_alpha.double().cpu()))
 
     def initial_features(self, z, dtype) -> torch.Tensor:
         x = torch.zeros((z.shape[0], n_components(self.cfg.lmax), 2, self.cfg.channels), dtype=dtype, device=z.device)
@@ -307,9 +339,15 @@ class HamiltonianNet(nn.Module):
         return {(L, s): y[:, L * L:(L + 1) ** 2, 0 if s == 1 else 1, :cnt] for (L, s), cnt in self.need}
 
 
-def build_model(cfg: ModelConfig | dict) -> HamiltonianNet:
+def build_model(cfg: ModelConfig | dict, basis_family: str | None = None) -> HamiltonianNet:
+    """The network of ``cfg``; ``basis_family`` (CP2K basis name, default DZVP-MOLOPT-SR-GTH) sets the
+    per-pair edge ranges when ``cfg.range_eps`` > 0."""
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
     if cfg.kind not in ("so2", "e3"):
         raise ValueError(f"model kind {cfg.kind!r} is not 'so2' or 'e3'")
-    return HamiltonianNet(cfg)
+    if cfg.range_eps < 0 or cfg.range_eps >= 1:
+        raise ValueError(f"range_eps {cfg.range_eps} must be 0 (fixed cutoff) or in (0, 1)")
+    if cfg.cutoff <= 0 and cfg.range_eps == 0:
+        raise ValueError(f"cutoff {cfg.cutoff} must be > 0 (or set range_eps for per-pair ranges)")
+    return HamiltonianNet(cfg, basis_family)

@@ -19,7 +19,7 @@ from ase import Atoms
 
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
-from uniham.model.graph import structure_graph
+from uniham.model.graph import EdgeRange, structure_graph
 from uniham.model.train import load_checkpoint, model_from_checkpoint
 
 
@@ -51,7 +51,7 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
             raise UnihamError(f"{x} ({b.orbital_basis()}) does not fit the model's orbital layout "
                               f"{dict(layout.counts)}") from None
     trained = {int(z) for z in ckpt.get("elements_seen", [])}
-    graph = structure_graph(box, model.cfg.cutoff, dtype)
+    graph = structure_graph(box, model.edge_range(), dtype)
     with torch.no_grad():
         hs, he = model(graph)
     hs, he = hs.double().numpy(), he.double().numpy()
@@ -73,20 +73,32 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
                       "checkpoint": str(ckpt_path), "checkpoint_step": ckpt.get("step"),
                       "model_config": ckpt["model_config"], "basis_family": family,
                       "untrained_elements": sorted({x for x in symbols if trained and atomic_numbers[x] not in trained}),
-                      "beyond_cutoff": beyond_cutoff(bases, model.cfg.cutoff),
+                      "beyond_cutoff": beyond_cutoff(bases, model.edge_range()),
                       "timing": {"network_s": t_net, "total_s": time.perf_counter() - t0}}
     return ham
 
 
-def beyond_cutoff(bases: dict, cutoff: float, eps: float = 1e-6, margin: float = 1.0) -> dict[str, float]:
-    """Elements whose H reaches well past the model's cutoff: {symbol: basis range (A) at overlap ``eps``}
-    for ranges above cutoff + margin. Their H blocks beyond the cutoff are missing from a prediction, and with
-    DZVP-MOLOPT-SR that costs tens of meV to eV in the bands (Mg 17 meV, Na 92 meV, Y 20 eV with H cut at
-    10 A; bench/results/store_range_dft.json)."""
+# per-pair edge ranges at overlap <= this are taken as complete: db1's bands within 26 meV (max over 40
+# structures, median 3.4 meV; bench/results/model_range_db1.json)
+COMPLETE_RANGE_EPS = 1e-5
+
+
+def beyond_cutoff(bases: dict, edges: float | EdgeRange, eps: float = 1e-6, margin: float = 1.0) -> dict[str, float]:
+    """Elements whose H reaches well past the model's edges: {symbol: basis range (A) at overlap ``eps``}
+    for ranges above the element's own edge range + margin. Their H blocks beyond it are missing from a
+    prediction, and with DZVP-MOLOPT-SR that costs tens of meV to eV in the bands (Mg 17 meV, Na 92 meV,
+    Y 20 eV with H cut at 10 A; bench/results/store_range_dft.json). ``edges``: the model's fixed cutoff (A)
+    or :class:`EdgeRange`; per-pair ranges at overlap <= :data:`COMPLETE_RANGE_EPS` name no element."""
+    from ase.data import atomic_numbers
+
     from uniham.dft.cp2k_basis import overlap_range
 
+    edges = edges if isinstance(edges, EdgeRange) else EdgeRange(float(edges))
+    if 0 < edges.eps <= COMPLETE_RANGE_EPS:
+        return {}
     rng = overlap_range(bases, eps)
-    return {x: round(rng[(x, x)], 1) for x in sorted(bases) if rng[(x, x)] > cutoff + margin}
+    own = {x: float(edges.pair(atomic_numbers[x], atomic_numbers[x])) for x in bases}
+    return {x: round(rng[(x, x)], 1) for x in sorted(bases) if rng[(x, x)] > own[x] + margin}
 
 
 def band_errors(pred: Hamiltonian, ref: Hamiltonian, n_k: int = 8, window: float = 3.0, seed: int = 0) -> dict:

@@ -10,7 +10,8 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
     max_structures = 0               # 0 = all
     [model]                          # uniham.model.net.ModelConfig
     kind = "so2"
-    cutoff = 8.0
+    cutoff = 8.0                     # Angstrom: edges within this distance ...
+    range_eps = 1e-5                 # ... or out to each element pair's basis range at this overlap (0 = off)
     [train]
     steps = 2000
     batch_size = 2
@@ -235,7 +236,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 def model_from_checkpoint(ckpt: dict, ema: bool = True):
     mc = dict(ckpt["model_config"])
     mc.setdefault("head_mmax", mc.get("mmax", 4))  # checkpoints from before head_mmax: heads had the layers' mmax
-    model = build_model(mc)
+    model = build_model(mc, ckpt.get("basis_family"))
     sd = dict(ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"])
     sd.setdefault("site_ref", model.site_ref)  # checkpoints from before the on-site reference
     model.load_state_dict(sd)
@@ -301,28 +302,30 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         splits["train"] = splits["validation"] or splits["test"]
     by_id = {it.id: it for it in items}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
-    cache_key = hashlib.sha256(json.dumps([splits["train"], splits["validation"], mcfg.cutoff,
-                                           cfg.get("model", {}).get("layout")]).encode()).hexdigest()
+    key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
+    if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
+        key.append(mcfg.range_eps)
+    cache_key = hashlib.sha256(json.dumps(key).encode()).hexdigest()
     cached = load_sample_cache(out / "samples.pt", cache_key)
     if cached is not None:
         (sets, meta) = cached
         train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
         mcfg.layout = [tuple(x) for x in meta["layout"]]
-        model = build_model(mcfg).to(device)
+        model = build_model(mcfg, family).to(device)
         layout = model.layout
         log.info("graphs and targets from the cache %s", out / "samples.pt")
     else:
         if "layout" not in cfg.get("model", {}):
             mcfg.layout = layout_for(items).counts
-        model = build_model(mcfg).to(device)
-        layout = model.layout
-        train_set = load_samples([by_id[i] for i in splits["train"]], mcfg.cutoff, layout, progress and rank == 0)
-        val_set = load_samples([by_id[i] for i in splits["validation"]], mcfg.cutoff, layout, progress and rank == 0)
         family = _basis_family(items)
+        model = build_model(mcfg, family).to(device)
+        layout, edges = model.layout, model.edge_range()
+        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0)
+        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0)
         if rank == 0:
             save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
                               {"layout": [list(x) for x in layout.counts], "basis_family": family,
-                               "cutoff": mcfg.cutoff})
+                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps})
     if prepare_only:
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
