@@ -340,5 +340,6 @@ def test_per_pair_model_is_equivariant_and_round_trips(tmp_path):
     bases = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Si", "Cs")}
     assert beyond_cutoff(bases, EdgeRange.for_basis(1.0, 1e-5)) == {}
     assert set(beyond_cutoff(bases, EdgeRange.for_basis(1.0, 1e-3))) == {"Si", "Cs"}
-    with pytest.raises(ValueError, match="range_eps"):
-        build_model(ModelConfig(range_eps=2.0, layout=LAYOUT))
+    for bad in (2.0, 1e-9, -1e-5):
+        with pytest.raises(ValueError, match="range_eps"):
+            build_model(ModelConfig(range_eps=bad, layout=LAYOUT))

@@ -117,6 +117,10 @@ def test_bad_config_and_checkpoint(tmp_path, capsys):
     p = tmp_path / "c.toml"
     p.write_text("[train]\nstepz = 3\n[data]\npaths = ['x']\n")
     assert main(["train", str(p)]) == 2 and "unknown [train] keys" in capsys.readouterr().err
+    p.write_text("[model]\nrange_eps = 1e-9\n[data]\npaths = ['x']\n")
+    assert main(["train", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "bad [model] section: range_eps 1e-09" in err and "Traceback" not in err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     (tmp_path / "s.xyz").write_text("1\n\nSi 0 0 0\n")

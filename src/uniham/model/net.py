@@ -66,6 +66,20 @@ class ModelConfig:
         d["layout"] = [list(x) for x in self.layout]
         return d
 
+    def validate(self) -> None:
+        """ValueError with a one-line reason for settings no network can be built with."""
+        from uniham.dft.cp2k_basis import OVERLAP_EPS
+
+        if self.kind not in ("so2", "e3"):
+            raise ValueError(f"model kind {self.kind!r} is not 'so2' or 'e3'")
+        if self.range_eps < 0 or self.range_eps >= 1 or 0 < self.range_eps < OVERLAP_EPS:
+            # below OVERLAP_EPS H would reach past S, which predictions compute out to overlap OVERLAP_EPS
+            raise ValueError(f"range_eps {self.range_eps} must be 0 (fixed cutoff) or in [{OVERLAP_EPS:g}, 1)")
+        if self.cutoff <= 0 and self.range_eps == 0:
+            raise ValueError(f"cutoff {self.cutoff} must be > 0 (or set range_eps for per-pair ranges)")
+        if self.channels % self.heads:
+            raise ValueError(f"channels ({self.channels}) must be a multiple of heads ({self.heads})")
+
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
@@ -344,10 +358,5 @@ def build_model(cfg: ModelConfig | dict, basis_family: str | None = None) -> Ham
     per-pair edge ranges when ``cfg.range_eps`` > 0."""
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
-    if cfg.kind not in ("so2", "e3"):
-        raise ValueError(f"model kind {cfg.kind!r} is not 'so2' or 'e3'")
-    if cfg.range_eps < 0 or cfg.range_eps >= 1:
-        raise ValueError(f"range_eps {cfg.range_eps} must be 0 (fixed cutoff) or in (0, 1)")
-    if cfg.cutoff <= 0 and cfg.range_eps == 0:
-        raise ValueError(f"cutoff {cfg.cutoff} must be > 0 (or set range_eps for per-pair ranges)")
+    cfg.validate()
     return HamiltonianNet(cfg, basis_family)

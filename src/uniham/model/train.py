@@ -90,8 +90,8 @@ def load_config(path) -> dict:
             raise UnihamError(f"{path}: unknown [{sect}] keys {sorted(bad)}")
         cfg[sect] = defaults | cfg.get(sect, {})
     try:
-        ModelConfig.from_dict(cfg.get("model", {}))
-    except TypeError as exc:
+        ModelConfig.from_dict(cfg.get("model", {})).validate()
+    except (TypeError, ValueError) as exc:
         raise UnihamError(f"{path}: bad [model] section: {exc}") from None
     if not cfg["data"]["paths"]:
         raise UnihamError(f"{path}: [data] paths is empty")
