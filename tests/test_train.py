@@ -81,6 +81,10 @@ def test_learns_and_checkpoint_is_plain_data(si_dock, tmp_path, capsys):
                  "--json", str(tmp_path / "ev.json")]) == 0
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert {"mae_meV", "mae_per_element_meV", "n_structures"} <= set(ev) and ev["n_structures"] == 1
+    # the MAE by distance shell covers every entry once: on-site blocks, then off-site shells
+    assert sum(ev["entries_by_distance"].values()) == ev["n_entries"] and "on-site" in ev["mae_by_distance_meV"]
+    tot = sum(ev["mae_by_distance_meV"][k] * n for k, n in ev["entries_by_distance"].items())
+    assert abs(tot / ev["n_entries"] - ev["mae_meV"]) < 1e-6 * ev["mae_meV"]
     assert abs(ev["mae_meV"] - last) < 0.5 * last + 5  # same data, EMA off: close to the last training MAE
 
 

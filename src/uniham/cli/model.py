@@ -65,6 +65,7 @@ def cmd_evaluate(args) -> None:
     print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures")
     print("per element (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_element_meV"].items()))
     print("per orbital pair (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_orbital_pair_meV"].items()))
+    print("by distance (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_by_distance_meV"].items()))
     for b in res.get("bands", []):
         print(f"bands {b['id']}: E_F +- 3 eV, max error {b['aligned_meV']:.2f} meV aligned, "
               f"{b['absolute_meV']:.2f} meV absolute")

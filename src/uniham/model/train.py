@@ -163,9 +163,14 @@ def to_device(batch: dict, device, dtype) -> dict:
             for k, v in batch.items()}
 
 
+# distance shells (Angstrom) of the MAE by distance: models with different edge ranges compare on common shells
+MAE_SHELLS = (0.0, 3.0, 5.0, 7.0, 10.0, float("inf"))
+
+
 @torch.no_grad()
 def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dtype, batch_size: int = 4) -> dict:
-    """MAE (meV) overall, per element (blocks touching it) and per orbital-pair type (s-s, s-p, ...)."""
+    """MAE (meV) overall, per element (blocks touching it), per orbital-pair type (s-s, s-p, ...) and by
+    distance (on-site, then off-site blocks in the shells of :data:`MAE_SHELLS`)."""
     from ase.data import chemical_symbols
 
     model.eval()
@@ -174,9 +179,20 @@ def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dty
     tot, cnt = 0.0, 0
     per_el: dict[str, list[float]] = {}
     per_pair: dict[str, list[float]] = {}
+    shells = [f"{a:g}-{b:g} A" for a, b in zip(MAE_SHELLS[:-1], MAE_SHELLS[1:])]
+    per_d = {k: [0.0, 0] for k in ["on-site", *shells]}
     for start in range(0, len(samples), batch_size):
         batch = to_device(collate(samples[start:start + batch_size]), device, dtype)
         rs, re = residuals(model(batch), batch, gauge)
+        a, mk = rs.abs().double().cpu().numpy(), batch["m_site"].cpu().numpy()
+        per_d["on-site"][0] += a[mk].sum()
+        per_d["on-site"][1] += mk.sum()
+        a, mk = re.abs().double().cpu().numpy(), batch["m_edge"].cpu().numpy()
+        shell = np.searchsorted(MAE_SHELLS, batch["vec"].norm(dim=1).cpu().numpy(), side="left") - 1
+        for n, k in enumerate(shells):
+            sel = shell == n
+            per_d[k][0] += a[sel][mk[sel]].sum()
+            per_d[k][1] += mk[sel].sum()
         for r, m, za, zb in ((rs, batch["m_site"], batch["z"], batch["z"]),
                              (re, batch["m_edge"], batch["z"][batch["edge_index"][0]], batch["z"][batch["edge_index"][1]])):
             a = r.abs().double().cpu().numpy()
@@ -201,6 +217,8 @@ def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dty
     return {"mae_meV": 1000 * tot / max(cnt, 1),
             "mae_per_element_meV": {k: 1000 * v[0] / v[1] for k, v in sorted(per_el.items()) if v[1]},
             "mae_per_orbital_pair_meV": {k: 1000 * v[0] / v[1] for k, v in per_pair.items() if v[1]},
+            "mae_by_distance_meV": {k: 1000 * v[0] / v[1] for k, v in per_d.items() if v[1]},
+            "entries_by_distance": {k: int(v[1]) for k, v in per_d.items() if v[1]},
             "n_structures": len(samples), "n_entries": int(cnt)}
 
 
