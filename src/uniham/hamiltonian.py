@@ -221,4 +221,4 @@ class Hamiltonian:
         rs = {k[:3] for k in self.H}
         return (f"{self.atoms.get_chemical_formula()}: {len(self.atoms)} atoms, {self.norb} orbitals, "
                 f"{len(self.H)} H blocks over {len(rs)} lattice vectors, "
-                f"E_F = {self.fermi_level if self.fermi_level is not None else 'unknown'} eV")
+                f"E_F = {f'{self.fermi_level:.4f}' if self.fermi_level is not None else 'unknown'} eV")
