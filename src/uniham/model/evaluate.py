@@ -28,7 +28,9 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     samples = load_samples(items, model.edge_range(), model.layout)
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
     res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "bands": []}
-    for it in items[:n_bands]:
+    from tqdm import tqdm
+
+    for it in tqdm(items[:n_bands], desc="bands DFT vs model", unit="structure", leave=False):
         res["bands"].append(compare_bands(it, ckpt_path, plots))
     return res
 
