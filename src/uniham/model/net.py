@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from uniham.model.graph import N_Z
 from uniham.model.layout import BlockAssembler, Layout
 from uniham.model.so2 import (
     DegreeLinear,
@@ -37,7 +38,7 @@ from uniham.model.so2 import (
     rotate,
 )
 
-N_ELEMENTS = 87  # embedding rows: Z = 0..86
+N_ELEMENTS = N_Z  # embedding rows: Z = 0..86
 
 
 @dataclass
@@ -219,6 +220,7 @@ class HamiltonianNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig, basis_family: str | None = None) -> None:
         super().__init__()
+        cfg.validate()
         self.cfg = cfg
         self.layout = Layout.from_counts(dict(cfg.layout))
         if cfg.range_eps > 0:
@@ -228,8 +230,6 @@ class HamiltonianNet(nn.Module):
 
             self.register_buffer("inv_alpha", torch.tensor(inverse_exponents(basis_family)))
         c, l = cfg.channels, cfg.lmax
-        if c % cfg.heads:
-            raise ValueError("channels must be a multiple of heads")
         self.embed = nn.Embedding(N_ELEMENTS, c)
         # per-pair ranges: the radial basis spans [0, 1] of d / r_ij (each pair's range resolved alike)
         self.rbf = RadialBasis(cfg.n_rbf, 1.0 if cfg.range_eps > 0 else cfg.cutoff)
@@ -358,5 +358,4 @@ def build_model(cfg: ModelConfig | dict, basis_family: str | None = None) -> Ham
     per-pair edge ranges when ``cfg.range_eps`` > 0."""
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
-    cfg.validate()
     return HamiltonianNet(cfg, basis_family)
