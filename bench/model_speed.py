@@ -129,7 +129,7 @@ def main() -> None:
     if not a.cache:
         items = discover([a.data])[: a.batch * (a.repeats + 2)]
         model = build_model(cfg)
-        samples = load_samples(items, model.edge_range(), model.layout, progress=False)
+        samples = load_samples(items, model.edge_range(), model.layout, progress=False, with_overlap=False)
     out = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "threads": a.threads,
            "amp_bf16": a.amp, "config": cfg.to_dict(), "batch_size": a.batch}
     sizes = [int(x) for x in a.sizes.split(",")]

@@ -49,3 +49,62 @@ def test_db1_electron_count_at_cp2k_fermi_level(db, sid):
     assert abs(n - ham.n_electrons) < 2e-3, (sid, n, ham.n_electrons)
     hk = ham.Hk([0.1, 0.2, 0.3])
     assert np.abs(hk - hk.conj().T).max() < H_STEP_EV  # Hermitian to the storage step (CP2K's own on-site blocks: ~1e-6 eV)
+
+
+def test_samples_without_overlap_skip_the_integrals(db, monkeypatch):
+    """Graphs and H targets need no S: with_overlap=False gives the same samples minus s_*, and never calls
+    the overlap integrals (which cost ~1 s per structure through PySCF)."""
+    import torch
+
+    import uniham.dft.cp2k_basis as cb
+    from uniham.model.data import discover, layout_for, load_samples
+    from uniham.model.graph import EdgeRange
+
+    items = [it for it in discover([DB1]) if it.id.endswith(("el-Si-1x1x1-0", "layer-BN-1x1x1-0"))]
+    rng = EdgeRange.for_basis(0.0, 1e-5)
+    layout = layout_for(items)
+    full = load_samples(items, rng, layout, progress=False)
+
+    def forbidden(*a, **k):
+        raise AssertionError("overlap integrals computed")
+
+    monkeypatch.setattr(cb, "overlap_over_range", forbidden)
+    bare = load_samples(items, rng, layout, progress=False, with_overlap=False)
+    for a, b in zip(full, bare):
+        assert set(a) - set(b) == {"s_site", "s_edge"}
+        for k, v in b.items():
+            assert torch.equal(a[k], v) if torch.is_tensor(v) else a[k] == v, k
+
+
+def test_training_on_db1_computes_s_only_when_the_loss_needs_it(tmp_path, monkeypatch):
+    """The absolute-gauge MSE trains without S; the "free" gauge (c S removed per structure) gets S."""
+    import uniham.dft.cp2k_basis as cb
+    from uniham.cli import main
+
+    calls = []
+    real = cb.overlap_over_range
+    monkeypatch.setattr(cb, "overlap_over_range", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for gauge in ("absolute", "free"):
+        cfg = tmp_path / f"{gauge}.toml"
+        cfg.write_text(f"""out = "{tmp_path / gauge}"
+[data]
+paths = ["{DB1}"]
+max_structures = 2
+fractions = [1.0, 0.0, 0.0]
+[model]
+cutoff = 4.0
+lmax = 2
+mmax = 2
+channels = 8
+layers = 1
+heads = 2
+[train]
+steps = 2
+batch_size = 1
+eval_every = 2
+threads = 1
+gauge = "{gauge}"
+""")
+        calls.clear()
+        assert main(["train", str(cfg)]) == 0
+        assert (len(calls) > 0) == (gauge == "free"), (gauge, len(calls))

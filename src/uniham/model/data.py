@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Item:
     id: str
-    load: object  # () -> Hamiltonian
+    # (with_overlap: bool = True) -> Hamiltonian. with_overlap=False may leave S as zeros where S costs work
+    # (dataset stores recompute it by PySCF integrals, ~1 s per structure): for graphs and H targets alone
+    load: object
 
 
 def discover(paths) -> list[Item]:
@@ -37,11 +39,12 @@ def discover(paths) -> list[Item]:
             raise UnihamError(f"{p}: no such file or folder")
         if (p / "manifest.json").exists():
             store = DatasetStore(p)
-            items += [Item(f"{p.name}/{sid}", (lambda s=sid, st=store: st.load(s))) for sid in store.ids()]
+            items += [Item(f"{p.name}/{sid}", (lambda with_overlap=True, s=sid, st=store: st.load(s, with_overlap)))
+                      for sid in store.ids()]
             continue
         try:
             guess_format(p)
-            items.append(Item(p.name, (lambda q=p: read_hamiltonian(q))))
+            items.append(Item(p.name, (lambda with_overlap=True, q=p: read_hamiltonian(q))))
             continue
         except UnihamError:
             pass
@@ -52,7 +55,7 @@ def discover(paths) -> list[Item]:
                 guess_format(q)
             except UnihamError:
                 continue
-            items.append(Item(f"{p.name}/{q.name}", (lambda q=q: read_hamiltonian(q))))
+            items.append(Item(f"{p.name}/{q.name}", (lambda with_overlap=True, q=q: read_hamiltonian(q))))
             found = True
         if not found:
             raise UnihamError(f"{p}: neither a uniham dataset, a Hamiltonian, nor a folder of Hamiltonians")
@@ -68,12 +71,15 @@ def make_sample(ham, cutoff: float | EdgeRange, layout: Layout, dtype=torch.floa
 
 
 def load_samples(items: list[Item], cutoff: float | EdgeRange, layout: Layout, progress: bool = True,
-                 dtype=torch.float32) -> list[dict]:
+                 dtype=torch.float32, with_overlap: bool = True) -> list[dict]:
+    """Graphs and targets of ``items``; ``with_overlap=False``: H targets and masks only (no s_site/s_edge),
+    without the overlap integrals a dataset store would compute (training needs S only for the "free" gauge
+    and overlap-weighted losses)."""
     from tqdm import tqdm
 
     out = []
     for it in tqdm(items, desc="graphs and targets", unit="structure", disable=not progress, leave=False):
-        s = make_sample(it.load(), cutoff, layout, dtype)
+        s = make_sample(it.load(with_overlap=with_overlap), cutoff, layout, dtype, with_overlap)
         s["id"] = it.id
         out.append(s)
     return out
@@ -133,8 +139,9 @@ def save_sample_cache(path, key: str, sets: dict[str, list[dict]], meta: dict) -
     os.replace(tmp, path)
 
 
-def load_sample_cache(path, key: str | None) -> tuple[dict[str, list[dict]], dict] | None:
-    """The cached sets and meta when ``path`` holds samples made under ``key`` (None: any); None otherwise."""
+def load_sample_cache(path, key: str | list[str] | None) -> tuple[dict[str, list[dict]], dict] | None:
+    """The cached sets and meta when ``path`` holds samples made under ``key`` (or one of a list of keys;
+    None: any); None otherwise."""
     path = Path(path)
     if not path.exists():
         return None
@@ -143,7 +150,8 @@ def load_sample_cache(path, key: str | None) -> tuple[dict[str, list[dict]], dic
     except Exception as exc:  # noqa: BLE001 - a torn or foreign file is simply rebuilt
         log.warning("%s: unreadable sample cache (%s); rebuilding", path, exc)
         return None
-    if blob.get("format") != CACHE_FORMAT or (key is not None and blob.get("key") != key):
+    keys = [key] if isinstance(key, str) else key
+    if blob.get("format") != CACHE_FORMAT or (keys is not None and blob.get("key") not in keys):
         return None
     return {n: [_unpack(s) for s in v] for n, v in blob["sets"].items()}, blob["meta"]
 
@@ -152,5 +160,5 @@ def layout_for(items: list[Item], limit: int = 50) -> Layout:
     """Layout covering the bases of (up to ``limit``) items; DZVP-MOLOPT-SR data gets the universal one."""
     bases = []
     for it in items[:limit]:
-        bases += list(it.load().basis.values())
+        bases += list(it.load(with_overlap=False).basis.values())
     return Layout.from_bases(bases)

@@ -25,7 +25,7 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
         items = [it for it in items if it.id in wanted]
         if not items:
             raise UnihamError(f"no structure of the {split!r} split of {ckpt_path} is in {data_paths}")
-    samples = load_samples(items, model.edge_range(), model.layout)
+    samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free")
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
     res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "bands": []}
     from tqdm import tqdm

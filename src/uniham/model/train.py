@@ -323,8 +323,14 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
     if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
         key.append(mcfg.range_eps)
-    cache_key = hashlib.sha256(json.dumps(key).encode()).hexdigest()
-    cached = load_sample_cache(out / "samples.pt", cache_key)
+    # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
+    # it (no overlap integrals for dataset stores, half the cache); a cache holding S serves both
+    need_s = t["gauge"] == "free" or t["overlap_weight"] > 0
+    keys = [hashlib.sha256(json.dumps(key).encode()).hexdigest()]
+    if not need_s:
+        keys.insert(0, hashlib.sha256(json.dumps(key + ["without S"]).encode()).hexdigest())
+    cache_key = keys[0]
+    cached = load_sample_cache(out / "samples.pt", keys)
     if cached is not None:
         (sets, meta) = cached
         train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
@@ -338,12 +344,14 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         family = _basis_family(items)
         model = build_model(mcfg, family).to(device)
         layout, edges = model.layout, model.edge_range()
-        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0)
-        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0)
+        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
+                                 with_overlap=need_s)
+        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
+                               with_overlap=need_s)
         if rank == 0:
             save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
                               {"layout": [list(x) for x in layout.counts], "basis_family": family,
-                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps})
+                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
     if prepare_only:
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
@@ -521,7 +529,7 @@ class EMA:
 def _basis_family(items) -> str | None:
     """The CP2K basis name of the data (from dataset manifests), so prediction can compute S."""
     try:
-        ham = items[0].load()
+        ham = items[0].load(with_overlap=False)
     except Exception:  # noqa: BLE001
         return None
     prov = ham.provenance or {}
