@@ -1,4 +1,4 @@
-"""``uniham dataset ...``: plan, build, merge, inspect, export and split DFT databases."""
+"""``uniham dataset ...``: plan, build, merge, subset, inspect, export and split DFT databases."""
 from __future__ import annotations
 
 import json
@@ -59,6 +59,32 @@ def cmd_dataset_merge(args) -> None:
               f"({n['already_here']} already here)")
     info = store.info()
     print(f"{args.dir}: {info['n_structures']} structures, {info['n_failed']} failed, {info['n_elements']} elements")
+
+
+def cmd_dataset_subset(args) -> None:
+    from uniham.data.build import subset_ids
+    from uniham.data.store import DatasetStore
+
+    src, dst = DatasetStore(args.dir), DatasetStore(args.output)
+    if Path(args.output).resolve() == Path(args.dir).resolve():
+        raise UnihamError("subset: --output must be another folder")
+    if args.n is not None and args.n < 1:
+        raise UnihamError(f"--n must be positive (got {args.n})")
+    elements = None
+    if args.elements:
+        from ase.data import chemical_symbols
+
+        bad = [x for x in args.elements if x not in chemical_symbols[1:]]
+        if bad:
+            raise UnihamError(f"unknown elements {bad}")
+        elements = set(args.elements)
+    ids = subset_ids(src.manifest["structures"], args.n, args.seed, elements)
+    if not ids:
+        raise UnihamError(f"{args.dir}: no structure matches (elements {sorted(elements or [])})")
+    n = dst.merge(src, ids)
+    info = dst.info()
+    print(f"{args.output}: {n['structures']} structures taken from {args.dir} ({n['already_here']} already here); "
+          f"now {info['n_structures']} structures, {info['n_elements']} elements, {info['bytes'] / 2**20:.1f} MiB")
 
 
 def cmd_dataset_info(args) -> None:
@@ -165,6 +191,14 @@ def add_parsers(sub) -> None:
     x.add_argument("dir", help="dataset folder to merge into (created if missing)")
     x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")
     x.set_defaults(func=cmd_dataset_merge)
+    x = dsub.add_parser("subset", help="copy a deterministic random subset into a new folder (same recipe, "
+                                       "same splits by id)")
+    x.add_argument("dir")
+    x.add_argument("-o", "--output", required=True, help="dataset folder to create (or add to)")
+    x.add_argument("--n", type=int, help="number of structures (default: all that match)")
+    x.add_argument("--elements", nargs="+", metavar="X", help="only structures made of these elements alone")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=cmd_dataset_subset)
     x = dsub.add_parser("info", help="counts per element and source, sizes, failures")
     x.add_argument("dir")
     x.add_argument("--json", action="store_true")

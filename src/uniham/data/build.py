@@ -308,6 +308,19 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     return summary
 
 
+def subset_ids(records: dict[str, dict], n: int | None = None, seed: int = 0,
+               elements: set[str] | None = None) -> list[str]:
+    """A deterministic subset of a store's structures (``records``: the manifest's "structures").
+
+    With ``elements``, only structures made of those elements alone; with ``n``, the first ``n`` of them in
+    the order of sha256("seed:id"), so that a bigger ``n`` (same seed) takes a superset. Sorted ids."""
+    ids = [sid for sid, r in records.items() if elements is None or set(r["elements"]) <= elements]
+    ids.sort(key=lambda sid: hashlib.sha256(f"{seed}:{sid}".encode()).hexdigest())
+    if n is not None:
+        ids = ids[:n]
+    return sorted(ids)
+
+
 def split_ids(ids: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0, groups: dict[str, str] | None = None,
               holdout: set[str] | None = None) -> dict[str, list[str]]:
     """Deterministic train/validation/test split by structure.

@@ -318,10 +318,11 @@ class DatasetStore:
             (self.shards / shard).unlink(missing_ok=True)
         return len(ids)
 
-    def merge(self, other: DatasetStore) -> dict:
+    def merge(self, other: DatasetStore, ids=None) -> dict:
         """Take every finished structure and failure of ``other`` (same recipe) that this folder lacks.
 
-        Used to join folders that several machines built with ``--part I/N``. Each structure is staged
+        Used to join folders that several machines built with ``--part I/N``; with ``ids``, only those
+        structures are taken (no failures): a subset for a quick experiment or a machine with little room. Each structure is staged
         atomically with its record (plus ``merged_from``), then packed into new shards, so a kill leaves a
         consistent folder and a second merge takes only what is still missing. A structure that failed
         here but finished there replaces the failure. This folder is created from ``other``'s recipe if
@@ -337,7 +338,7 @@ class DatasetStore:
         if other.manifest["recipe_hash"] != self.manifest["recipe_hash"]:
             raise UnihamError(f"{other.root} was built from another recipe (hash {other.manifest['recipe_hash']} "
                               f"!= {self.manifest['recipe_hash']}): cannot merge")
-        if any(other.staged()):
+        if ids is None and any(other.staged()):  # (a subset takes packed structures only)
             raise UnihamError(f"{other.root} has unpacked structures: pack them first with "
                               f"`uniham dataset build RECIPE --out {other.root} --limit 0`")
         bad = other.verify()
@@ -347,7 +348,13 @@ class DatasetStore:
         done, failed = self.done_ids(), self.failed_ids()
         counts = Counter(structures=0, failures=0, already_here=0)
         by_shard: dict[str, list[str]] = {}
+        wanted = None if ids is None else set(ids)
+        if wanted is not None and wanted - set(other.manifest["structures"]):
+            missing = sorted(wanted - set(other.manifest["structures"]))
+            raise UnihamError(f"{other.root}: no structures {missing[:5]}{' ...' if len(missing) > 5 else ''}")
         for sid, rec in other.manifest["structures"].items():
+            if wanted is not None and sid not in wanted:
+                continue
             if sid in done:
                 counts["already_here"] += 1
             else:
@@ -370,7 +377,7 @@ class DatasetStore:
                     os.replace(tmp, self.staging / f"{sid}.h5")
                     counts["structures"] += 1
         for sid, rec in other.manifest["failures"].items():
-            if sid in done or sid in failed or sid in other.manifest["structures"]:
+            if wanted is not None or sid in done or sid in failed or sid in other.manifest["structures"]:
                 continue
             atomic_write_bytes(self.staging / f"{sid}.fail.json", json.dumps(rec | {"merged_from": other.root.name}).encode())
             counts["failures"] += 1
