@@ -114,7 +114,7 @@ def test_subset_is_a_faithful_deterministic_copy(db, tmp_path):
     """`uniham dataset subset`: the same structures for the same seed, a superset for a bigger n, identical
     data and records (plus where they came from), each structure in the split it has in the full store."""
     from uniham.cli import main
-    from uniham.data.build import split_ids
+    from uniham.data.build import split_ids, subset_ids
 
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["dataset", "subset", str(DB1), "-o", str(a), "--n", "12", "--seed", "3"]) == 0
@@ -128,9 +128,11 @@ def test_subset_is_a_faithful_deterministic_copy(db, tmp_path):
                {k: v for k, v in r0.items() if k not in ("shard", "merged_from")}
         da, d0 = sa.load_raw(sid), db.load_raw(sid)
         assert np.array_equal(da["keys"], d0["keys"]) and np.array_equal(da["H"], d0["H"])
-    full, part = split_ids(db.ids()), split_ids(sa.ids())
+    full, part = split_ids(db.ids()), split_ids(sb.ids())
     for name, members in part.items():
         assert set(members) <= set(full[name])
+    big = split_ids(subset_ids(db.manifest["structures"], 400))  # all three splits, as in the full store
+    assert 0.7 < len(big["train"]) / 400 < 0.9 and len(big["validation"]) > 20 and len(big["test"]) > 20
     # taking it again adds nothing; an element filter keeps structures of those elements alone
     assert sa.merge(db, sa.ids())["structures"] == 0
     c = tmp_path / "c"

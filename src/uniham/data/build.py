@@ -313,9 +313,10 @@ def subset_ids(records: dict[str, dict], n: int | None = None, seed: int = 0,
     """A deterministic subset of a store's structures (``records``: the manifest's "structures").
 
     With ``elements``, only structures made of those elements alone; with ``n``, the first ``n`` of them in
-    the order of sha256("seed:id"), so that a bigger ``n`` (same seed) takes a superset. Sorted ids."""
+    the order of sha256("subset:seed:id"), so that a bigger ``n`` (same seed) takes a superset. Sorted ids.
+    (Not the hash of :func:`split_ids`, or a subset would be all training structures.)"""
     ids = [sid for sid, r in records.items() if elements is None or set(r["elements"]) <= elements]
-    ids.sort(key=lambda sid: hashlib.sha256(f"{seed}:{sid}".encode()).hexdigest())
+    ids.sort(key=lambda sid: hashlib.sha256(f"subset:{seed}:{sid}".encode()).hexdigest())
     if n is not None:
         ids = ids[:n]
     return sorted(ids)
