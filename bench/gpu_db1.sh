@@ -3,12 +3,16 @@
 # Made for a lent GPU node (torch, e3nn, h5py there; no PySCF needed: H-only samples). Beforehand, here:
 #   uniham dataset subset data/db1 -o runs/db1_sub --n 420       (48.7 MiB: fits the 64 MiB transfer)
 #   pip download --no-deps ... -d .whl ase==3.29.0                 (see the device README)
-# and carry ["runs/db1_sub", ".whl"], data/db1 itself left out of the working tree for the call.
+#   mkdir -p .whl/cp2kdata && cp /usr/share/cp2k/BASIS_MOLOPT .whl/cp2kdata/   (the basis shells: orbital layout)
+# and carry ["runs/db1_sub", ".whl"], data/db1 itself left out of the working tree for the call (e.g.
+# `git rm -r -q --cached data/db1` + `/data/db1/` in .git/info/exclude, undone by `git reset -q -- data/db1`).
+# The command there: pip install the wheels into /tmp/site (device README), PYTHONPATH=/tmp/site, then this.
 # Writes summary.txt, log.csv, learning_curve.png and the EMA weights (best_ema.pt.part-*) into ${OUT:-gpu_out}.
 # MINUTES overrides the config's wall-clock budget (a dry run on a CPU: MINUTES=0.2).
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:src OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+[ -d .whl/cp2kdata ] && export CP2K_DATA_DIR=${CP2K_DATA_DIR:-$PWD/.whl/cp2kdata}
 C=configs/db1_gpu.toml
 if [ -n "${MINUTES:-}" ]; then
   C=$(mktemp -d)/db1_gpu.toml
