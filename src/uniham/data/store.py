@@ -349,8 +349,8 @@ class DatasetStore:
         counts = Counter(structures=0, failures=0, already_here=0)
         by_shard: dict[str, list[str]] = {}
         wanted = None if ids is None else set(ids)
-        if wanted is not None and wanted - set(other.manifest["structures"]):
-            missing = sorted(wanted - set(other.manifest["structures"]))
+        missing = sorted(wanted - set(other.manifest["structures"])) if wanted is not None else []
+        if missing:
             raise UnihamError(f"{other.root}: no structures {missing[:5]}{' ...' if len(missing) > 5 else ''}")
         for sid, rec in other.manifest["structures"].items():
             if wanted is not None and sid not in wanted:
