@@ -32,6 +32,14 @@ def test_bad_structures(tmp_path, capsys, name):
     assert "Traceback" not in err
 
 
+def test_unparsable_cif_says_what_was_expected(tmp_path, capsys):
+    # ASE's CIF parser fails on plain text with a bare AssertionError: the line must still say why
+    p = tmp_path / "words.cif"
+    p.write_text("garbage\n")
+    code, err = run_cli(["dft", str(p), "-o", str(tmp_path / "out")], capsys)
+    assert code == 2 and "not a valid CIF file" in err and err.count("\n") == 1, err
+
+
 def test_missing_file_and_unknown_format(tmp_path, capsys):
     code, err = run_cli(["bands", str(tmp_path / "nope")], capsys)
     assert code == 2 and "no such file" in err

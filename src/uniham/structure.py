@@ -49,7 +49,11 @@ def _read_file(path: Path, index) -> Atoms:
     except UnihamError:
         raise
     except Exception as exc:  # ASE raises many types for malformed files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if str(exc).strip():
+            msg = str(exc).strip().splitlines()[0]
+        else:  # e.g. a bare AssertionError from ASE's CIF parser: say what was expected
+            kind = path.suffix.lstrip(".").upper() or "structure"
+            msg = f"not a valid {kind} file (ASE's reader stopped with {type(exc).__name__})"
         raise UnihamError(f"cannot read structure {path}: {msg}") from None
     if isinstance(atoms, list):
         atoms = atoms[-1]
