@@ -244,6 +244,7 @@ def test_time_budget_stops_cleanly(cp2k, tmp_path):
     summary = build(TINY, out, workers=1, hours=1e-9, progress=False)
     assert summary["started"] == 2 and summary["done"] + summary["failed"] == 2  # the first round: 2 per worker
     assert summary["not_started"] == summary["submitted"] - 2 > 0
+    assert summary["wall_h"] > 0 and summary["per_hour"] == round(2 / summary["wall_h"], 1)
     store = DatasetStore(out)
     assert len(store.manifest["structures"]) == summary["done"] and store.verify() == []
     assert not list(store.staging.iterdir())

@@ -279,6 +279,7 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
             summary["started"] += 1
 
     summary["started"] = 0
+    t_start = time.time()
     bar = tqdm(total=len(todo), desc=f"DFT ({workers if not scheduler else 'remote'} workers)", unit="structure",
                disable=not progress, smoothing=0.05)
     try:
@@ -302,6 +303,9 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         if cluster is not None:
             cluster.close()
     summary["not_started"] = len(todo) - summary["started"]
+    # throughput of this run, packing included: what `--hours` budgets on this machine or cluster
+    summary["wall_h"] = round((time.time() - t_start) / 3600, 4)
+    summary["per_hour"] = round((summary["done"] + summary["failed"]) / max(summary["wall_h"], 1e-9), 1)
     if summary["not_started"]:
         log.warning("time budget of %g h reached: %d structures not started (the next run does them)",
                     hours, summary["not_started"])
