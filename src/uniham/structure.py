@@ -49,8 +49,9 @@ def _read_file(path: Path, index) -> Atoms:
     except UnihamError:
         raise
     except Exception as exc:  # ASE raises many types for malformed files
-        if str(exc).strip():
-            msg = str(exc).strip().splitlines()[0]
+        text = str(exc).strip()
+        if text:
+            msg = text.splitlines()[0]
         else:  # e.g. a bare AssertionError from ASE's CIF parser: say what was expected
             kind = path.suffix.lstrip(".").upper() or "structure"
             msg = f"not a valid {kind} file (ASE's reader stopped with {type(exc).__name__})"
