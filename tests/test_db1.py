@@ -76,6 +76,26 @@ def test_samples_without_overlap_skip_the_integrals(db, monkeypatch):
             assert torch.equal(a[k], v) if torch.is_tensor(v) else a[k] == v, k
 
 
+def _tiny_config(path: Path, out: Path, data: Path, data_keys: str, train_keys: str) -> Path:
+    """A one-core training config of a tiny network (seconds per step) on ``data``."""
+    path.write_text(f"""out = "{out}"
+[data]
+paths = ["{data}"]
+{data_keys}
+[model]
+cutoff = 4.0
+lmax = 2
+mmax = 2
+channels = 8
+layers = 1
+heads = 2
+[train]
+threads = 1
+{train_keys}
+""")
+    return path
+
+
 def test_training_on_db1_computes_s_only_when_the_loss_needs_it(tmp_path, monkeypatch):
     """The absolute-gauge MSE trains without S; the "free" gauge (c S removed per structure) gets S."""
     import uniham.dft.cp2k_basis as cb
@@ -85,26 +105,8 @@ def test_training_on_db1_computes_s_only_when_the_loss_needs_it(tmp_path, monkey
     real = cb.overlap_over_range
     monkeypatch.setattr(cb, "overlap_over_range", lambda *a, **k: calls.append(1) or real(*a, **k))
     for gauge in ("absolute", "free"):
-        cfg = tmp_path / f"{gauge}.toml"
-        cfg.write_text(f"""out = "{tmp_path / gauge}"
-[data]
-paths = ["{DB1}"]
-max_structures = 2
-fractions = [1.0, 0.0, 0.0]
-[model]
-cutoff = 4.0
-lmax = 2
-mmax = 2
-channels = 8
-layers = 1
-heads = 2
-[train]
-steps = 2
-batch_size = 1
-eval_every = 2
-threads = 1
-gauge = "{gauge}"
-""")
+        cfg = _tiny_config(tmp_path / f"{gauge}.toml", tmp_path / gauge, DB1, "max_structures = 2\nfractions = [1.0, 0.0, 0.0]",
+                           f'steps = 2\nbatch_size = 1\neval_every = 2\ngauge = "{gauge}"')
         calls.clear()
         assert main(["train", str(cfg)]) == 0
         assert (len(calls) > 0) == (gauge == "free"), (gauge, len(calls))
@@ -141,3 +143,33 @@ def test_subset_is_a_faithful_deterministic_copy(db, tmp_path):
     assert recs and all(set(r["elements"]) <= {"Si", "O"} for r in recs.values())
     assert "el-Si-1x1x1-0" in recs
     assert main(["dataset", "subset", str(DB1), "-o", str(tmp_path / "d"), "--elements", "Xx"]) != 0
+
+
+def test_training_splits_are_the_dataset_split(db, tmp_path):
+    """`uniham train` puts every structure where `uniham dataset split` does (same seed, fractions, grouping,
+    held-out prototype), whatever the store's folder is called: a subset or a copy keeps each structure's split."""
+    import json
+
+    from uniham.cli import main
+    from uniham.model.train import load_checkpoint
+
+    sub = tmp_path / "renamed"
+    assert main(["dataset", "subset", str(DB1), "-o", str(sub), "--n", "30", "--seed", "5"]) == 0
+    recs = DatasetStore(sub).manifest["structures"]
+    held = sorted({r["label"] for r in recs.values() if r["source"] == "prototypes"})[0]
+    assert main(["dataset", "split", str(sub), "-o", str(tmp_path / "s.json"), "--by", "prototype",
+                 "--holdout", held, "--fractions", "0.6,0.2,0.2", "--seed", "4"]) == 0
+    want = json.loads((tmp_path / "s.json").read_text())
+    assert set(want["test"]) >= {k for k, r in recs.items() if r["label"] == held}
+    cfg = _tiny_config(tmp_path / "t.toml", tmp_path / "run", sub,
+                       f'fractions = [0.6, 0.2, 0.2]\nseed = 4\nsplit_by = "prototype"\nholdout = ["{held}"]',
+                       "steps = 1\nbatch_size = 4\neval_every = 1")
+    assert main(["train", str(cfg)]) == 0
+    got = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["splits"]
+    assert {k: sorted(i.removeprefix("renamed/") for i in v) for k, v in got.items()} == want
+    # a held-out group that matches nothing (a typo) is an error, not a silently empty test set
+    bad = cfg.read_text().replace(f'holdout = ["{held}"]', 'holdout = ["A_cF4_225_x"]')
+    cfg.write_text(bad)
+    assert main(["train", str(cfg)]) != 0
+    cfg.write_text(bad.replace('split_by = "prototype"', 'split_by = "element"'))
+    assert main(["train", str(cfg)]) != 0

@@ -146,15 +146,11 @@ def cmd_dataset_remove(args) -> None:
 
 
 def cmd_dataset_split(args) -> None:
-    from uniham.data.build import split_ids
+    from uniham.data.build import split_group, split_ids
     from uniham.data.store import DatasetStore
 
     recs = DatasetStore(args.dir).manifest["structures"]
-    groups = None
-    if args.by == "prototype":
-        groups = {k: r["label"] for k, r in recs.items()}
-    elif args.by == "composition":
-        groups = {k: r["formula"] for k, r in recs.items()}
+    groups = {k: split_group(k, r, args.by) for k, r in recs.items()}
     fr = tuple(float(x) for x in args.fractions.split(","))
     splits = split_ids(sorted(recs), fr, args.seed, groups, set(args.holdout or []))
     Path(args.output).write_text(json.dumps(splits, indent=1))

@@ -326,6 +326,18 @@ def subset_ids(records: dict[str, dict], n: int | None = None, seed: int = 0,
     return sorted(ids)
 
 
+SPLIT_BY = {"structure": None, "prototype": "label", "composition": "formula"}
+
+
+def split_group(key: str, record: dict | None, by: str) -> str:
+    """The group a structure is split with: its own id (``by="structure"``), its prototype label or its
+    formula (from the store's manifest record; a structure without a record is its own group)."""
+    if by not in SPLIT_BY:
+        raise UnihamError(f"split by {by!r}: expected one of {', '.join(SPLIT_BY)}")
+    field = SPLIT_BY[by]
+    return key if field is None or not record else str(record.get(field, key))
+
+
 def split_ids(ids: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0, groups: dict[str, str] | None = None,
               holdout: set[str] | None = None) -> dict[str, list[str]]:
     """Deterministic train/validation/test split by structure.
@@ -338,6 +350,10 @@ def split_ids(ids: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0, groups: 
     for sid in ids:
         g = groups.get(sid, sid) if groups else sid
         keyed.setdefault(g, []).append(sid)
+    missing = sorted(set(holdout or ()) - set(keyed))
+    if missing:
+        raise UnihamError(f"held-out groups {missing[:5]} match no structure (a prototype label or formula "
+                          "as `uniham dataset info` prints it, with the matching split_by / --by)")
     out = {"train": [], "validation": [], "test": []}
     edges = np.cumsum(fractions) / np.sum(fractions)
     for g, members in keyed.items():

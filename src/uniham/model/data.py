@@ -22,10 +22,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Item:
+    """One training structure. ``id`` is unique across the sources ("db1/el-Si-1x1x1-0"); ``key`` is what
+    the split hashes: a dataset store's own structure id, so that the store, its copies and its subsets
+    (whatever their folder is called) put every structure in the split `uniham dataset split` prints;
+    ``record`` is the store's manifest record (prototype ``label``, ``formula``) or None."""
     id: str
     # (with_overlap: bool = True) -> Hamiltonian. with_overlap=False may leave S as zeros where S costs work
     # (dataset stores recompute it by PySCF integrals, ~1 s per structure): for graphs and H targets alone
     load: object
+    key: str = ""
+    record: dict | None = None
+
+    def __post_init__(self):
+        self.key = self.key or self.id
 
 
 def discover(paths) -> list[Item]:
@@ -39,8 +48,9 @@ def discover(paths) -> list[Item]:
             raise UnihamError(f"{p}: no such file or folder")
         if (p / "manifest.json").exists():
             store = DatasetStore(p)
-            items += [Item(f"{p.name}/{sid}", (lambda with_overlap=True, s=sid, st=store: st.load(s, with_overlap)))
-                      for sid in store.ids()]
+            recs = store.manifest["structures"]
+            items += [Item(f"{p.name}/{sid}", (lambda with_overlap=True, s=sid, st=store: st.load(s, with_overlap)),
+                           sid, recs[sid]) for sid in store.ids()]
             continue
         try:
             guess_format(p)

@@ -71,7 +71,9 @@ TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e
                   "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
                   "patience": 0, "loss": "mse", "overlap_weight": 0.0, "site_reference": True, "gauge": "absolute", "device": "auto", "compile": False, "amp": False, "seed": 0,
                   "threads": 0, "max_minutes": 0.0}
-DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0}
+# split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
+DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
+                 "split_by": "structure", "holdout": []}
 
 
 def load_config(path) -> dict:
@@ -95,6 +97,10 @@ def load_config(path) -> dict:
         raise UnihamError(f"{path}: bad [model] section: {exc}") from None
     if not cfg["data"]["paths"]:
         raise UnihamError(f"{path}: [data] paths is empty")
+    from uniham.data.build import SPLIT_BY
+
+    if cfg["data"]["split_by"] not in SPLIT_BY:
+        raise UnihamError(f"{path}: [data] split_by = {cfg['data']['split_by']!r}: expected one of {', '.join(SPLIT_BY)}")
     cfg.setdefault("out", str(Path(path).with_suffix("")))
     return cfg
 
@@ -283,7 +289,7 @@ def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
 
 def train(config_path, resume: bool = False, progress: bool = True, prepare_only: bool = False) -> dict:
     import uniham
-    from uniham.data.build import split_ids
+    from uniham.data.build import split_group, split_ids
     from uniham.model.data import (
         discover,
         layout_for,
@@ -315,7 +321,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         items = items[:dcfg["max_structures"]]
     if len(items) < 1:
         raise UnihamError("no structures found in [data] paths")
-    splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"])
+    groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
+    splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
     if not splits["train"]:
         splits["train"] = splits["validation"] or splits["test"]
     by_id = {it.id: it for it in items}
