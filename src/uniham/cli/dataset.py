@@ -188,9 +188,8 @@ def add_parsers(sub) -> None:
     x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")
     x.set_defaults(func=cmd_dataset_merge)
     x = dsub.add_parser("subset", help="copy a deterministic random subset into a new folder (same recipe; "
-                                       "`dataset split` puts each structure where it puts it in the full store; "
-                                       "training splits FOLDER/ID, so a folder named like the full one, e.g. "
-                                       "runs/sub/db1, keeps its training splits too)")
+                                       "`dataset split` and `uniham train` put each structure where they put it "
+                                       "in the full store, whatever the folder is called)")
     x.add_argument("dir")
     x.add_argument("-o", "--output", required=True, help="dataset folder to create (or add to)")
     x.add_argument("--n", type=int, help="number of structures (default: all that match)")
