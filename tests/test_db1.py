@@ -167,6 +167,25 @@ def test_training_splits_are_the_dataset_split(db, tmp_path):
     assert main(["train", str(cfg)]) == 0
     got = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["splits"]
     assert {k: sorted(i.removeprefix("renamed/") for i in v) for k, v in got.items()} == want
+    # evaluated on a bigger subset (as on the full store): the test split by the run's rule, never a trained structure
+    from uniham.model.data import discover
+    from uniham.model.evaluate import split_items
+
+    big = tmp_path / "big"
+    assert main(["dataset", "subset", str(DB1), "-o", str(big), "--n", "60", "--seed", "5"]) == 0
+    assert main(["dataset", "split", str(big), "-o", str(tmp_path / "b.json"), "--by", "prototype",
+                 "--holdout", held, "--fractions", "0.6,0.2,0.2", "--seed", "4"]) == 0
+    big_split = json.loads((tmp_path / "b.json").read_text())
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    items = discover([big])
+    test, unseen = split_items(items, ckpt, "test")
+    assert sorted(it.key for it in test) == sorted(set(big_split["test"]) - set(want["train"]))
+    assert set(want["test"]) <= {it.key for it in test} and unseen == len(test) - len(want["test"]) > 0
+    assert sorted(it.key for it in split_items(items, ckpt, "train")[0]) == want["train"]
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(big),
+                 "--split", "test", "--bands", "0", "--json", str(tmp_path / "e.json")]) == 0
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["n_structures"] == len(test) and e["n_not_in_training_data"] == unseen
     # a held-out group that matches nothing (a typo) is an error, not a silently empty test set
     bad = cfg.read_text().replace(f'holdout = ["{held}"]', 'holdout = ["A_cF4_225_x"]')
     cfg.write_text(bad)

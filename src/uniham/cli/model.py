@@ -62,7 +62,10 @@ def cmd_evaluate(args) -> None:
     res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
-    print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures")
+    extra = ""
+    if res.get("n_not_in_training_data"):
+        extra = f" ({res['n_not_in_training_data']} not in the training run's data at all)"
+    print(f"H MAE {res['mae_meV']:.3f} meV over {res['n_structures']} structures{extra}")
     print("per element (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_element_meV"].items()))
     print("per orbital pair (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_orbital_pair_meV"].items()))
     print("by distance (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_by_distance_meV"].items()))
@@ -97,6 +100,8 @@ def add_parsers(sub) -> None:
     x.add_argument("--json")
     x.add_argument("--plots", help="folder for band-structure comparison plots")
     x.add_argument("--bands", type=int, default=3, help="structures whose bands are compared")
-    x.add_argument("--split", choices=["train", "validation", "test"], help="only this split of the training run")
+    x.add_argument("--split", choices=["train", "validation", "test"],
+                   help="only the structures this split holds by the training run's rule (on a bigger folder, e.g. "
+                        "the full store of a subset, also ones the run never had; never one it trained on)")
     x.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     x.set_defaults(func=cmd_evaluate)

@@ -10,9 +10,34 @@ from uniham.model.data import discover, load_samples
 from uniham.model.train import evaluate_samples, load_checkpoint, model_from_checkpoint
 
 
+def split_items(items: list, ckpt: dict, split: str) -> tuple[list, int]:
+    """The structures of ``items`` in ``split`` by the training run's own rule (fractions, seed, split_by,
+    holdout), minus any structure the run trained on, and how many of them the run never had at all.
+
+    Splits hash a structure's id inside its store, so on the run's own data this is the run's split, and
+    on a bigger folder (the full store a subset was taken from) it adds structures the model never saw.
+    Checkpoints without ``split_keys`` (uniham before 2026-11-27 hashed FOLDER/ID): the run's own list."""
+    from uniham.data.build import split_group, split_ids
+
+    if "split_keys" not in ckpt:
+        wanted = set(ckpt.get("splits", {}).get(split, []))
+        return [it for it in items if it.id in wanted], 0
+    d = ckpt["config"]["data"]
+    groups = {it.id: split_group(it.key, it.record, d.get("split_by", "structure")) for it in items}
+    holdout = set(d.get("holdout", [])) & set(groups.values())
+    chosen = set(split_ids([it.id for it in items], tuple(d["fractions"]), d["seed"], groups, holdout)[split])
+    keys = ckpt["split_keys"]
+    trained, known = set(keys["train"]), set().union(*keys.values())
+    if split == "train":
+        out = [it for it in items if it.key in trained]
+    else:
+        out = [it for it in items if it.id in chosen and it.key not in trained]
+    return out, sum(it.key not in known for it in out)
+
+
 def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None,
              split: str | None = None) -> dict:
-    """``split`` ("train", "validation", "test"): only the structures of that split of the training run."""
+    """``split`` ("train", "validation", "test"): only the structures of that split (:func:`split_items`)."""
     from uniham.errors import UnihamError
 
     ckpt = load_checkpoint(ckpt_path)
@@ -20,14 +45,15 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     model.eval()
     gauge = gauge or ckpt["config"]["train"]["gauge"]
     items = discover(data_paths)
+    unseen = None
     if split:
-        wanted = set(ckpt.get("splits", {}).get(split, []))
-        items = [it for it in items if it.id in wanted]
+        items, unseen = split_items(items, ckpt, split)
         if not items:
             raise UnihamError(f"no structure of the {split!r} split of {ckpt_path} is in {data_paths}")
     samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free")
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
-    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "bands": []}
+    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split,
+            "n_not_in_training_data": unseen, "bands": []}
     from tqdm import tqdm
 
     for it in tqdm(items[:n_bands], desc="bands DFT vs model", unit="structure", leave=False):

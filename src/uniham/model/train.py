@@ -326,6 +326,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if not splits["train"]:
         splits["train"] = splits["validation"] or splits["test"]
     by_id = {it.id: it for it in items}
+    # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
+    split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
     if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
@@ -396,7 +398,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
                 "ema_state_dict": ema.shadow if ema is not None else None,
                 "ema_n": ema.n if ema is not None else 0,
                 "optimizer": None if slim else opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
-                "bad_evals": bad_evals, "splits": splits, "rng": _rng_state(), "final": final}
+                "bad_evals": bad_evals, "splits": splits, "split_keys": split_keys, "rng": _rng_state(), "final": final}
 
     stop = {"flag": False}
 
