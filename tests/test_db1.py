@@ -155,8 +155,9 @@ def test_training_splits_are_the_dataset_split(db, tmp_path):
 
     sub = tmp_path / "renamed"
     assert main(["dataset", "subset", str(DB1), "-o", str(sub), "--n", "30", "--seed", "5"]) == 0
-    recs = DatasetStore(sub).manifest["structures"]
-    held = sorted({r["label"] for r in recs.values() if r["source"] == "prototypes"})[0]
+    recs, info = DatasetStore(sub).manifest["structures"], DatasetStore(sub).info()
+    assert sum(info["prototypes"].values()) == info["sources"]["prototypes"]  # the labels `dataset info` lists
+    held = next(iter(info["prototypes"]))
     assert main(["dataset", "split", str(sub), "-o", str(tmp_path / "s.json"), "--by", "prototype",
                  "--holdout", held, "--fractions", "0.6,0.2,0.2", "--seed", "4"]) == 0
     want = json.loads((tmp_path / "s.json").read_text())

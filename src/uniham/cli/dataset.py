@@ -112,6 +112,8 @@ def cmd_dataset_info(args) -> None:
         print(f"DFT time: {core_h:.1f} core-hours, median {info['dft_wall_s_median']:.0f} s per structure "
               f"({info['n_structures'] / core_h:.0f} structures per core-hour)")
     print("elements: " + ", ".join(f"{k} {v}" for k, v in info["elements"].items()))
+    if info["prototypes"]:
+        print(f"prototypes ({len(info['prototypes'])}): " + ", ".join(f"{k} {v}" for k, v in info["prototypes"].items()))
     for reason, n in info["failure_reasons"].items():
         print(f"failed ({n}): {reason}")
     if args.verify:

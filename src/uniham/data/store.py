@@ -428,11 +428,13 @@ class DatasetStore:
 
     def info(self) -> dict:
         recs = self.manifest["structures"]
-        per_el, per_src, per_range = Counter(), Counter(), Counter()
+        per_el, per_src, per_range, per_proto = Counter(), Counter(), Counter(), Counter()
         for r in recs.values():
             for x in set(r["elements"]):
                 per_el[x] += 1
             per_src[r["source"]] += 1
+            if r["source"] == "prototypes":  # the groups of `dataset split --by prototype` / [data] holdout
+                per_proto[r["label"]] += 1
             eps = r.get("range_eps")
             per_range[f"{r.get('cutoff_A')} A" + (f" + pair range at {eps:g}" if eps else "")] += 1
         ok_staged, fail_staged = self.staged()
@@ -440,6 +442,7 @@ class DatasetStore:
                 "n_structures": len(recs), "n_staged": len(ok_staged),
                 "n_failed": len(self.manifest["failures"]) + len(fail_staged),
                 "elements": dict(sorted(per_el.items())), "n_elements": len(per_el), "sources": dict(per_src),
+                "prototypes": dict(sorted(per_proto.items())),
                 "stored_range": dict(per_range), "n_shards": len(self.manifest["shards"]),
                 "bytes": sum(s["bytes"] for s in self.manifest["shards"].values()),
                 "bytes_per_structure": (sum(s["bytes"] for s in self.manifest["shards"].values()) / max(1, len(recs))),
