@@ -168,6 +168,12 @@ def test_training_splits_are_the_dataset_split(db, tmp_path):
     assert main(["train", str(cfg)]) == 0
     got = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["splits"]
     assert {k: sorted(i.removeprefix("renamed/") for i in v) for k, v in got.items()} == want
+    # resuming with other split options (or after the rule changed) keeps the run's own splits
+    cfg.write_text(cfg.read_text().replace("seed = 4", "seed = 9").replace("steps = 1", "steps = 2"))
+    assert main(["train", str(cfg), "--resume"]) == 0
+    ck2 = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck2["step"] == 2 and ck2["splits"] == got and ck2["split_rule"]["seed"] == 4
+    cfg.write_text(cfg.read_text().replace("seed = 9", "seed = 4"))
     # evaluated on a bigger subset (as on the full store): the test split by the run's rule, never a trained structure
     from uniham.model.data import discover
     from uniham.model.evaluate import split_items

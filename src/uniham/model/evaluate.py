@@ -16,15 +16,15 @@ def split_items(items: list, ckpt: dict, split: str) -> tuple[list, int]:
 
     Splits hash a structure's id inside its store, so on the run's own data this is the run's split, and
     on a bigger folder (the full store a subset was taken from) it adds structures the model never saw.
-    Checkpoints without ``split_keys`` (uniham before 2026-11-27 hashed FOLDER/ID): the run's own list."""
+    Checkpoints without a ``split_rule`` (uniham before 2026-11-27 hashed FOLDER/ID): the run's own list."""
     from uniham.data.build import split_group, split_ids
 
-    if "split_keys" not in ckpt:
+    d = ckpt.get("split_rule")
+    if d is None:
         wanted = set(ckpt.get("splits", {}).get(split, []))
         return [it for it in items if it.id in wanted], 0
-    d = ckpt["config"]["data"]
-    groups = {it.id: split_group(it.key, it.record, d.get("split_by", "structure")) for it in items}
-    holdout = set(d.get("holdout", [])) & set(groups.values())
+    groups = {it.id: split_group(it.key, it.record, d["split_by"]) for it in items}
+    holdout = set(d["holdout"]) & set(groups.values())
     chosen = set(split_ids([it.id for it in items], tuple(d["fractions"]), d["seed"], groups, holdout)[split])
     keys = ckpt["split_keys"]
     trained, known = set(keys["train"]), set().union(*keys.values())

@@ -326,6 +326,17 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if not splits["train"]:
         splits["train"] = splits["validation"] or splits["test"]
     by_id = {it.id: it for it in items}
+    # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
+    split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
+    if resume and (out / "checkpoint.pt").exists():  # a run's splits never change under it
+        prev = load_checkpoint(out / "checkpoint.pt")
+        if prev["splits"] != splits:
+            missing = sorted(set().union(*map(set, prev["splits"].values())) - set(by_id))
+            if missing:
+                raise UnihamError(f"--resume: {len(missing)} structures of the run's splits are not in [data] paths "
+                                  f"(e.g. {missing[0]})")
+            log.warning("--resume keeps the run's own splits (today's data and [data] options split differently)")
+            splits, split_rule = prev["splits"], prev.get("split_rule")
     # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
     split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
@@ -398,7 +409,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
                 "ema_state_dict": ema.shadow if ema is not None else None,
                 "ema_n": ema.n if ema is not None else 0,
                 "optimizer": None if slim else opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
-                "bad_evals": bad_evals, "splits": splits, "split_keys": split_keys, "rng": _rng_state(), "final": final}
+                "bad_evals": bad_evals, "splits": splits, "split_keys": split_keys, "split_rule": split_rule, "rng": _rng_state(), "final": final}
 
     stop = {"flag": False}
 
