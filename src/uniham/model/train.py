@@ -328,8 +328,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     by_id = {it.id: it for it in items}
     # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
     split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
-    if resume and (out / "checkpoint.pt").exists():  # a run's splits never change under it
-        prev = load_checkpoint(out / "checkpoint.pt")
+    prev = load_checkpoint(out / "checkpoint.pt", device) if resume and (out / "checkpoint.pt").exists() else None
+    if prev is not None:  # a run's splits never change under it
         if prev["splits"] != splits:
             missing = sorted(set().union(*map(set, prev["splits"].values())) - set(by_id))
             if missing:
@@ -388,7 +388,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if not resume and rank == 0:
         best_path.unlink(missing_ok=True)  # a fresh run never reports an earlier run's model
     if resume:
-        ck = load_checkpoint(ckpt_path, device)
+        ck = prev if prev is not None else load_checkpoint(ckpt_path, device)
         sd = dict(ck["state_dict"])
         sd.setdefault("site_ref", model.site_ref)
         model.load_state_dict(sd)
