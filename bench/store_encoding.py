@@ -1,12 +1,13 @@
-"""Bytes per structure and band error of the dataset encoding (H cutoff, fixed-point decimals) on a
+"""Bytes per structure and band error of the dataset encoding (H cutoff, fixed-point step) on a
 sample of a built dataset.
 
 Usage: python bench/store_encoding.py DATASET [--sample N] [--cutoffs 9,10] [--decimals 5,4] [--seed S]
+                                      [--steps 1e-5,2e-5,5e-5 --schemes zigzag]  (any fixed-point step, eV)
                                       [--range-eps E]   (keep max(cutoff, pair range at E), as the store does)
        python bench/store_encoding.py --dft FOLDER [FOLDER ...] [--cutoffs ...] [--decimals ...]
 
 The reference is what the dataset holds (its own cutoff, 1e-5 eV); its bytes are those of the
-scale-offset encoding at 5 decimals. For each (cutoff, decimals) the
+scale-offset encoding at 5 decimals. For each (cutoff, step = 10^-decimals eV or --steps) the
 stored half of H is cut at the distance and encoded in an in-memory HDF5 file (bytes as on disk) both as
 `uniham.data.store.write_group` does ("zigzag": fixed point k = rint(H / 10^-d), zigzag, one chunk,
 shuffle, gzip 6) and as uniham <= 0.1.1 did ("scaleoffset": float32, HDF5 scale-offset d decimals,
@@ -34,17 +35,17 @@ from uniham.hamiltonian import Hamiltonian
 from uniham.io import read_hamiltonian
 
 
-def encode(keys: np.ndarray, flat: np.ndarray, decimals: int, scheme: str) -> tuple[int, np.ndarray]:
+def encode(keys: np.ndarray, flat: np.ndarray, step: float, scheme: str) -> tuple[int, np.ndarray]:
     """(bytes on disk, values read back) of one structure's keys and H."""
     buf = io.BytesIO()
     with h5py.File(buf, "w") as h5:
         h5.create_dataset("keys", data=keys.astype(np.int32), compression="gzip", shuffle=True)
         if scheme == "zigzag":
-            k = np.rint(flat.astype(np.float64) * 10 ** decimals).astype(np.int64)
+            k = np.rint(flat.astype(np.float64) / step).astype(np.int64)
             h5.create_dataset("H", data=((k << 1) ^ (k >> 63)).astype(np.uint32), chunks=(len(k),), shuffle=True,
                               compression="gzip", compression_opts=6)
         else:
-            h5.create_dataset("H", data=flat.astype(np.float32), scaleoffset=decimals, compression="gzip",
+            h5.create_dataset("H", data=flat.astype(np.float32), scaleoffset=int(round(-np.log10(step))), compression="gzip",
                               compression_opts=6, shuffle=True)
         h5.flush()
         n = h5["keys"].id.get_storage_size() + h5["H"].id.get_storage_size()
@@ -53,7 +54,7 @@ def encode(keys: np.ndarray, flat: np.ndarray, decimals: int, scheme: str) -> tu
         return 0, flat
     if scheme == "zigzag":
         z = back.astype(np.int64)
-        back = ((z >> 1) ^ -(z & 1)) * 10.0 ** -decimals
+        back = ((z >> 1) ^ -(z & 1)) * step
     return n, back
 
 
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=40)
     ap.add_argument("--cutoffs", default="9,10")
     ap.add_argument("--decimals", default="5,4")
+    ap.add_argument("--steps", default=None, help="fixed-point steps in eV (overrides --decimals)")
+    ap.add_argument("--schemes", default="scaleoffset,zigzag")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--range-eps", type=float, default=None)
     a = ap.parse_args()
@@ -75,9 +78,10 @@ def main() -> None:
         rng = np.random.default_rng(a.seed)
         sample = [ids[i] for i in sorted(rng.choice(len(ids), min(a.sample, len(ids)), replace=False))]
     cutoffs = [float(x) for x in a.cutoffs.split(",")]
-    decimals = [int(x) for x in a.decimals.split(",")]
+    decimals = ([float(x) for x in a.steps.split(",")] if a.steps
+                else [10.0 ** -int(x) for x in a.decimals.split(",")])
     ks = np.random.default_rng(1).uniform(-0.5, 0.5, (6, 3))
-    schemes = ("scaleoffset", "zigzag") + (("none",) if a.dft else ())
+    schemes = tuple(a.schemes.split(",")) + (("none",) if a.dft else ())
     rows = {(c, d, e): {"bytes": 0, "err": [], "err_near": []} for c in cutoffs for d in decimals for e in schemes}
     ref_bytes, t0 = 0, time.time()
     for sid in sample:
@@ -96,7 +100,7 @@ def main() -> None:
         sizes = np.array([dims[k[3]] * dims[k[4]] for k in keys])
         offs = np.concatenate([[0], np.cumsum(sizes)])
         dist = np.linalg.norm(pos[keys[:, 4]] + keys[:, :3] @ cell - pos[keys[:, 3]], axis=1)
-        ref_bytes += encode(keys, raw["H"], 5, "scaleoffset")[0]
+        ref_bytes += encode(keys, raw["H"], 1e-5, "scaleoffset")[0]
         sym = ham.atoms.get_chemical_symbols()
         for c in cutoffs:
             reach = stored_range(sym, "DZVP-MOLOPT-SR-GTH", {"cutoff": c, "range_eps": a.range_eps})
@@ -128,7 +132,7 @@ def main() -> None:
         err = np.array([x for x, _ in r["err"]])
         near = np.array([x for x, _ in r["err_near"]])
         out["variants"].append({
-            "cutoff_A": c, "decimals": d, "scheme": scheme, "bytes_vs_reference": round(r["bytes"] / ref_bytes, 3),
+            "cutoff_A": c, "step_eV": d, "scheme": scheme, "bytes_vs_reference": round(r["bytes"] / ref_bytes, 3),
             "KiB_per_structure": round(r["bytes"] / len(sample) / 1024, 1),
             "band_err_meV": {"median": round(float(np.median(err)), 3), "p90": round(float(np.percentile(err, 90)), 3),
                              "max": round(float(err.max()), 3), "worst": max(r["err"])[1]},

@@ -120,6 +120,10 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     assert len({r["run"] for r in after.values()}) == 2
     assert store.verify() == [] and not list(store.staging.iterdir())
     assert sum(s["n_structures"] for s in store.manifest["shards"].values()) == len(after)
+    for sid, rec in after.items():  # H rounded to the coarsest step that keeps the bands within 1 meV
+        assert rec["H_step_eV"] in (5e-5, 2e-5, 1e-5), sid
+        assert rec["H_rounding_band_error_meV"] <= 1.0 or rec["H_step_eV"] == 1e-5, sid
+    assert any(rec["H_step_eV"] == 5e-5 for rec in after.values())
     # a third run has nothing to do
     proc = _build(out)
     outp, err = proc.communicate(timeout=300)
@@ -393,3 +397,123 @@ def test_stored_range_per_pair():
     b = {x: load_basis(x, "DZVP-MOLOPT-SR-GTH") for x in ("Cs", "Si")}
     assert np.allclose(r, r.T) and r[0, 2] == r[0, 0] == overlap_range(b, 1e-6)[("Cs", "Cs")] > 16
     assert r[1, 1] == 10.0 and 10.0 < r[0, 1] < r[0, 0]
+
+
+DB1 = Path(__file__).resolve().parents[1] / "data" / "db1"
+
+
+def _as_old_format(store: DatasetStore, shard: str, sid: str) -> None:
+    """Rewrite one group of ``shard`` as uniham <= 0.1.1 stored it (float32, HDF5 scale-offset 5 decimals)."""
+    import h5py
+
+    from uniham.data.store import read_group, sha256
+
+    with h5py.File(store.shards / shard, "a") as h5:
+        h = read_group(h5[sid])["H"]
+        del h5[sid]["Hq"]
+        del h5[sid].attrs["H_step_eV"]
+        h5[sid].create_dataset("H", data=h.astype(np.float32), scaleoffset=5, compression="gzip", shuffle=True)
+    f = store.shards / shard
+    store.manifest["shards"][shard] |= {"sha256": sha256(f), "bytes": f.stat().st_size}
+    store._save_manifest()
+
+
+def test_repack(tmp_path, monkeypatch, capsys):
+    """`dataset repack` rewrites shards in the current encoding (blocks by distance): zigzag groups bit for
+    bit, float32 groups of uniham <= 0.1.1 onto the 1e-5 eV grid (<= 5e-6 eV), or at a coarser step within
+    half a step (band energies within a few meV); a kill mid-way leaves the folder as it was."""
+    db = DatasetStore(DB1)
+    ids = ["el-Si-1x1x1-0", "el-Cs-1x1x1-0", "layer-BN-1x1x1-0"]
+    store = DatasetStore(tmp_path / "ds")
+    store.merge(db, ids=ids)
+    (shard,) = store.manifest["shards"]
+    _as_old_format(store, shard, "el-Cs-1x1x1-0")
+    import h5py
+
+    with h5py.File(store.shards / shard, "r") as h5:  # (db1's first shards were all float32)
+        zigzag = {sid for sid in ids if "Hq" in h5[sid]}
+    assert "float32" in store.shard_steps()[shard] and store.verify() == []
+    before = {sid: store.load_raw(sid) for sid in ids}
+    hams = {sid: store.load(sid) for sid in ids}
+
+    def as_dict(raw):
+        from uniham.data.store import block_sizes
+
+        offs = np.concatenate([[0], np.cumsum(block_sizes(raw["symbols"], raw["basis"], raw["keys"]))])
+        return {tuple(k): raw["H"][offs[i]:offs[i + 1]] for i, k in enumerate(raw["keys"].tolist())}
+
+    # killed between writing the new shard and saving the manifest: recovery drops the orphan
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DatasetStore, "_save_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.repack()
+    monkeypatch.undo()
+    store = DatasetStore(tmp_path / "ds")
+    assert store.recover() == {"orphan shard": 1} and store.verify() == [] and list(store.manifest["shards"]) == [shard]
+
+    n = store.repack()
+    assert n["shards"] == 1 and n["structures"] == 3 and n["bytes_after"] < n["bytes_before"], n
+    store = DatasetStore(tmp_path / "ds")
+    assert store.verify() == [] and not (store.shards / shard).exists()
+    assert store.shard_steps() == {shard.replace(".h5", "p.h5"): {1e-5}}
+    for sid in ids:
+        raw, old = store.load_raw(sid), before[sid]
+        new_h, old_h = as_dict(raw), as_dict(old)
+        assert new_h.keys() == old_h.keys()
+        pos, cell = raw["positions"], raw["cell"]
+        d = [np.linalg.norm(pos[k[4]] + np.array(k[:3]) @ cell - pos[k[3]]) for k in raw["keys"].tolist()]
+        assert np.all(np.diff(np.round(d, 6)) >= 0), sid  # blocks by distance
+        err = max(np.abs(new_h[k] - old_h[k]).max() for k in old_h)
+        assert err == 0 if sid in zigzag else 0 < err <= 5e-6 + 1e-12, (sid, err)
+        rec = store.manifest["structures"][sid]
+        assert rec["H_step_eV"] == 1e-5 and rec["repacked"][0]["from"] == shard
+
+    from uniham.data.store import ROUNDING_KPTS
+
+    # 5e-5 eV where the bands stay within 1 meV; Cs (17 A of small far elements adding up: ~10 meV at
+    # 5e-5 eV) takes a finer step
+    assert store.repack(step=5e-5, band_tol=1.0)["structures"] == 3
+    store = DatasetStore(tmp_path / "ds")
+    assert store.verify() == []
+    steps = {sid: store.manifest["structures"][sid]["H_step_eV"] for sid in ids}
+    assert steps["el-Si-1x1x1-0"] == 5e-5 and steps["el-Cs-1x1x1-0"] < 5e-5, steps
+    for sid in ids:
+        new_h, old_h = as_dict(store.load_raw(sid)), as_dict(before[sid])
+        assert max(np.abs(new_h[k] - old_h[k]).max() for k in old_h) <= steps[sid] / 2 + 5e-6 + 1e-9, sid
+        ham = store.load(sid)
+        e0, e1 = hams[sid].eigenvalues(ROUNDING_KPTS), ham.eigenvalues(ROUNDING_KPTS)
+        window = e0 <= hams[sid].fermi_level + 5.0  # (above: near-linear-dependent states of the basis)
+        err = 1e3 * np.abs(e1 - e0)[window].max()
+        assert err <= 1.0 + 0.3 and err == pytest.approx(store.manifest["structures"][sid]["H_rounding_band_error_meV"],
+                                                        abs=0.3), sid  # (+ the float32 regrid of Cs above)
+    with pytest.raises(UnihamError, match="finer"):
+        store.repack(step=1e-5)
+    assert main(["dataset", "repack", str(tmp_path / "ds")]) == 0
+    assert "nothing to repack" in capsys.readouterr().out
+    assert main(["dataset", "repack", str(tmp_path / "ds"), "--h-step", "0.01"]) == 2
+    assert "expected 0 < step" in capsys.readouterr().err
+
+
+def test_store_step_from_recipe(tmp_path):
+    """[store] h_step is checked when the recipe is read, and a folder records a change of [store] even
+    when the recipe's identity is unchanged."""
+    p = tmp_path / "r.toml"
+    p.write_text(RICH.replace("[limits]", "[store]\ncutoff = 9.0\nh_step = 0.01\n[limits]"))
+    with pytest.raises(UnihamError, match="h_step"):
+        load_recipe(p)
+    p.write_text(RICH.replace("[limits]", "[store]\ncutoff = 9.0\nstep = 1e-5\n[limits]"))
+    with pytest.raises(UnihamError, match="unknown \\[store\\] keys"):
+        load_recipe(p)
+    p.write_text(RICH.replace("[limits]", "[store]\ncutoff = 9.0\n[limits]"))
+    r0 = load_recipe(p)
+    store = DatasetStore(tmp_path / "ds")
+    store.create(r0)
+    p.write_text(RICH.replace("[limits]", "[store]\ncutoff = 9.0\nh_step = 5e-5\n[limits]"))
+    r1 = load_recipe(p)
+    assert r1.hash == r0.hash
+    DatasetStore(tmp_path / "ds").create(r1)
+    m = DatasetStore(tmp_path / "ds").manifest
+    assert m["recipe_history"][-1]["store"] == {"cutoff": 9.0}
+    assert load_recipe(tmp_path / "ds" / "recipe.toml").store["h_step"] == 5e-5

@@ -5,5 +5,5 @@ Units everywhere in the public API and files: eV and Angstrom.
 """
 from uniham.errors import UnihamError
 
-__version__ = "0.1.2"
+__version__ = "0.1.3"
 __all__ = ["UnihamError", "__version__"]

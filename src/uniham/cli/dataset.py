@@ -27,13 +27,16 @@ def cmd_dataset_plan(args) -> None:
     if args.size:
         from tqdm import tqdm
 
-        from uniham.data.build import BYTES_PER_H_ELEMENT, stored_elements
+        from uniham.data.build import bytes_per_h_element, stored_elements
+        from uniham.data.store import H_STEP_EV
         from uniham.dft.cp2k_basis import DEFAULT_BASIS
 
         basis, store = recipe.dft.get("basis", DEFAULT_BASIS), recipe.store
+        step = float(store.get("h_step", H_STEP_EV))
         n = sum(stored_elements(e.atoms, basis, store) for e in tqdm(entries, desc="stored H size", unit="structure"))
-        print(f"stored H: {n:,} elements, ~{n * BYTES_PER_H_ELEMENT / 2**20:.1f} MiB "
-              f"(~{BYTES_PER_H_ELEMENT} bytes per element as measured on db1; S is not stored)")
+        print(f"stored H: {n:,} elements, ~{n * bytes_per_h_element(step) / 2**20:.1f} MiB "
+              f"(~{bytes_per_h_element(step):.2f} bytes per element at {step:g} eV as measured on db1; "
+              "S is not stored)")
     if args.output:
         print(f"plan written to {args.output}")
 
@@ -106,7 +109,8 @@ def cmd_dataset_info(args) -> None:
           f"({info['n_staged']} staged), {info['n_failed']} failed, {info['n_elements']} elements, "
           f"{info['n_shards']} shards, {info['bytes'] / 2**20:.1f} MiB ({info['bytes_per_structure'] / 1024:.1f} KiB/structure)")
     print("sources: " + ", ".join(f"{k} {v}" for k, v in info["sources"].items()))
-    print("H stored to: " + ", ".join(f"{k} ({v})" for k, v in info["stored_range"].items()))
+    print("H stored to: " + ", ".join(f"{k} ({v})" for k, v in info["stored_range"].items())
+          + "; fixed-point step: " + ", ".join(f"{k} eV ({v})" for k, v in info["H_step_eV"].items()))
     if info["n_structures"]:
         core_h = info["dft_wall_s_total"] / 3600
         print(f"DFT time: {core_h:.1f} core-hours, median {info['dft_wall_s_median']:.0f} s per structure "
@@ -145,6 +149,22 @@ def cmd_dataset_remove(args) -> None:
         raise UnihamError(f"{args.dir}: no structures {sorted(unknown)}")
     n = store.remove(ids, args.reason)
     print(f"{args.dir}: removed {n} structures ({args.reason}); `uniham dataset build` redoes them")
+
+
+def cmd_dataset_repack(args) -> None:
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore(args.dir)
+    if not store.manifest_path.exists():
+        raise UnihamError(f"{args.dir}: not a uniham dataset (no manifest.json)")
+    n = store.repack(args.shards or None, args.h_step, args.band_tol, progress=True)
+    if not n["shards"]:
+        print(f"{args.dir}: nothing to repack")
+        return
+    mib = 2 ** 20
+    print(f"{args.dir}: repacked {n['structures']} structures in {n['shards']} shards: "
+          f"{n['bytes_before'] / mib:.1f} -> {n['bytes_after'] / mib:.1f} MiB"
+          + (f" (H re-rounded to {args.h_step:g} eV)" if args.h_step else " (same step)"))
 
 
 def cmd_dataset_split(args) -> None:
@@ -216,6 +236,19 @@ def add_parsers(sub) -> None:
                    help="every CP2K structure stored with uniham < 0.1.1's image labels that were wrong for it")
     x.add_argument("--reason", required=True)
     x.set_defaults(func=cmd_dataset_remove)
+    x = dsub.add_parser("repack", help="rewrite shards in the current encoding, or at a coarser H step",
+                        description="Rewrite shards in the current encoding: zigzag fixed point, blocks by distance. "
+                        "Without --h-step: every shard written by uniham <= 0.1.1 (float32), put on the 1e-5 eV grid "
+                        "(values move by <= 5e-6 eV; 26% fewer bytes). "
+                        "With --h-step EV: H re-rounded to that step (error <= step/2 per element, recorded per "
+                        "structure), the SHARDS named or every shard at another step. Not while a build writes DIR.")
+    x.add_argument("dir")
+    x.add_argument("shards", nargs="*", help="shard file names (default: see above)")
+    x.add_argument("--h-step", type=float, default=None, help="fixed-point step of H in eV (coarser only)")
+    x.add_argument("--band-tol", type=float, default=None,
+                   help="meV: per structure the coarsest step from --h-step down (5e-5, 2e-5, 1e-5) that keeps "
+                        "its bands (E <= E_F + 5 eV, 3 k-points) within this of the stored H")
+    x.set_defaults(func=cmd_dataset_repack)
     x = dsub.add_parser("split", help="deterministic train/validation/test split")
     x.add_argument("dir")
     x.add_argument("-o", "--output", required=True)

@@ -119,6 +119,14 @@ def load_recipe(path) -> Recipe:
             raise UnihamError(f"{path}: unknown keys {sorted(set(s) - SOURCE_KEYS)} in a {s['kind']} source")
     if not d.get("sources"):
         raise UnihamError(f"{path}: the recipe has no [[sources]]")
+    store = d.get("store", {})
+    known = {"cutoff", "range_eps", "h_step", "h_band_tol"}
+    if set(store) - known:
+        raise UnihamError(f"{path}: unknown [store] keys {sorted(set(store) - known)} (known: {', '.join(sorted(known))})")
+    for key, hi in (("cutoff", 100.0), ("range_eps", 1.0), ("h_step", 1e-3), ("h_band_tol", 100.0)):
+        v = store.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and 0 < v <= hi):
+            raise UnihamError(f"{path}: [store] {key} = {v!r}: expected a number in (0, {hi:g}]")
     from uniham.dft.cp2k_basis import DEFAULT_BASIS, elements_with_basis
 
     basis = d.get("dft", {}).get("basis", DEFAULT_BASIS)

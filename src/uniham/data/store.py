@@ -19,10 +19,15 @@ One structure (HDF5 group named by its id):
     keys   (nb, 5) int32  R1 R2 R3 i j (0-based atoms), only the half i < j, or i == j with R >= 0
            (lexicographically); the other half is H_ji(-R) = H_ij(R)^T
     Hq     (sum of block sizes,) uint32: blocks concatenated row-major in key order, as integers
-           k = rint(H / H_step_eV) (attr H_step_eV = 1e-5 eV) in zigzag order (0, -1, 1, -2, ... -> 0, 1,
-           2, 3, ...: small |H| give small numbers whatever the sign), one chunk per structure, shuffle,
-           gzip 6. Shards written by uniham <= 0.1.1 hold ``H`` instead: float32, HDF5 scale-offset to
-           1e-5 eV, shuffle, gzip 6 (36% larger for the same precision); both are read.
+           k = rint(H / H_step_eV) in zigzag order (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...: small |H| give
+           small numbers whatever the sign), one chunk per structure, shuffle, gzip 6. The step (attr
+           H_step_eV, also in the manifest record) is the recipe's [store] ``h_step``: 1e-5 eV by default,
+           db1 from its 2,110th structure on 5e-5 eV (bench/results/store_step_db1.json). Since uniham 0.1.3
+           the keys (and blocks) are ordered by interatomic distance (3-4% fewer bytes than lexicographic:
+           gzip adapts to the falling magnitudes); readers take any order. Shards written by uniham <= 0.1.1
+           hold ``H`` instead: float32, HDF5 scale-offset to 1e-5 eV, shuffle, gzip 6 (36% larger for the
+           same precision); both are read, and ``uniham dataset repack`` converts them (values move by <= 5e-6
+           eV: the scale-offset grid starts at each chunk's minimum, the zigzag grid at zero).
 S is not stored: it is recomputed from the CP2K basis definition by PySCF integrals
 (:func:`uniham.dft.cp2k_basis.overlap_blocks`).
 """
@@ -40,7 +45,7 @@ import numpy as np
 from uniham.errors import UnihamError
 
 SHARD_TARGET_BYTES = 16 * 2 ** 20
-H_STEP_EV = 1e-5  # H stored to 1e-5 eV (bands within ~0.1 meV; bench/store_encoding.py)
+H_STEP_EV = 1e-5  # default fixed-point step of stored H (eV); a recipe's [store] h_step overrides it
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -70,8 +75,41 @@ def half_keys(keys) -> list[tuple]:
     return [k for k in keys if k[3] < k[4] or (k[3] == k[4] and tuple(k[:3]) >= (0, 0, 0))]
 
 
-def write_group(h5, gid: str, data: dict) -> None:
-    """Write one structure (dict from :func:`uniham.data.build.compute`) as group ``gid`` of an open file."""
+def block_sizes(symbols: list[str], basis: str, keys: np.ndarray) -> np.ndarray:
+    """(nb,) number of H elements of each block ``keys`` (nb, 5) names, from the CP2K basis definition."""
+    from uniham.dft.cp2k_basis import load_basis
+
+    dims = {x: load_basis(x, basis).orbital_basis().dim for x in dict.fromkeys(symbols)}
+    n = np.array([dims[x] for x in symbols], dtype=np.int64)
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1, 5)
+    return n[keys[:, 3]] * n[keys[:, 4]]
+
+
+def by_distance(data: dict) -> dict:
+    """``data`` with its blocks (keys and the flat H) reordered by interatomic distance |r_j + R - r_i|
+    (stable: ties keep their order). Lossless; gzip then meets falling magnitudes and stores 3-4% fewer bytes."""
+    keys = np.asarray(data["keys"], dtype=np.int64).reshape(-1, 5)
+    if not len(keys):
+        return data
+    pos, cell = np.asarray(data["positions"], float), np.asarray(data["cell"], float)
+    dist = np.linalg.norm(pos[keys[:, 4]] + keys[:, :3] @ cell - pos[keys[:, 3]], axis=1)
+    order = np.argsort(np.round(dist, 6), kind="stable")
+    sizes = block_sizes(data["symbols"], data["basis"], keys)
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    h = np.asarray(data["H"]).ravel()
+    if offs[-1] != h.size:
+        raise UnihamError(f"H has {h.size} elements but its {len(keys)} blocks need {offs[-1]}")
+    idx = np.concatenate([np.arange(offs[i], offs[i + 1]) for i in order])
+    return data | {"keys": keys[order].astype(np.int32), "H": h[idx]}
+
+
+def write_group(h5, gid: str, data: dict, step: float | None = None) -> None:
+    """Write one structure (dict from :func:`uniham.data.build.compute`, blocks in the order given: the build
+    and :meth:`DatasetStore.repack` give them by distance) as group ``gid`` of an open file, H rounded to
+    ``step`` eV (default: ``data["H_step_eV"]``, else :data:`H_STEP_EV`)."""
+    step = float(step or data.get("H_step_eV") or H_STEP_EV)
+    if not 0 < step <= 1e-3:
+        raise UnihamError(f"H step {step} eV: expected 0 < step <= 1e-3 eV")
     g = h5.create_group(gid)
     for name in ("cell", "positions", "pbc"):
         g.attrs[name] = np.asarray(data[name])
@@ -80,19 +118,60 @@ def write_group(h5, gid: str, data: dict) -> None:
     g.attrs["n_electrons"] = data["n_electrons"]
     g.attrs["basis"] = data["basis"]
     g.create_dataset("keys", data=np.asarray(data["keys"], dtype=np.int32), compression="gzip", shuffle=True)
-    g.create_dataset("Hq", **_compressed(encode_h(data["H"])))
-    g.attrs["H_step_eV"] = H_STEP_EV
-    g.attrs["H_encoding"] = "Hq: uint32 zigzag of k = rint(H / H_step_eV), eV; shuffle, gzip 6"
+    g.create_dataset("Hq", **_compressed(encode_h(data["H"], step)))
+    g.attrs["H_step_eV"] = step
+    g.attrs["H_encoding"] = "Hq: uint32 zigzag of k = rint(H / H_step_eV), eV; blocks by distance; shuffle, gzip 6"
 
 
-def encode_h(h) -> np.ndarray:
-    """H (eV, any shape) -> flat uint32: zigzag of k = rint(H / H_STEP_EV). Fixed point, then zigzag so that
+# k-points (fractional) at which the rounding of H to a step is checked against the unrounded bands
+ROUNDING_KPTS = np.random.default_rng(2026).uniform(-0.5, 0.5, (3, 3))
+STEP_LADDER = (1e-4, 5e-5, 2e-5, 1e-5)  # eV: the steps a band tolerance chooses from (coarsest first)
+
+
+def rounding_band_errors(ham, keys, values, steps) -> dict[float, float]:
+    """{step: max |E(rounded) - E| in meV}: the bands E <= E_F + 5 eV at :data:`ROUNDING_KPTS` of the stored
+    blocks ``keys`` (nb, 5) with ``values`` (flat, eV, float64) against the same blocks rounded to each step
+    (eV); S is ``ham.S``. Rounding errors add up coherently over the thousands of small far elements (a long
+    range such as Cs's 17 A): 5e-5 eV leaves most structures within 1 meV, Cs metal at ~10 meV."""
+    from uniham.hamiltonian import Hamiltonian
+
+    dims = [ham.basis[x].dim for x in ham.atoms.get_chemical_symbols()]
+    keys = [tuple(k) for k in np.asarray(keys).tolist()]
+    offs = np.concatenate([[0], np.cumsum([dims[k[3]] * dims[k[4]] for k in keys])])
+
+    def bands(flat):
+        H = {k: flat[offs[i]:offs[i + 1]].reshape(dims[k[3]], dims[k[4]]) for i, k in enumerate(keys)}
+        for k, blk in list(H.items()):
+            H.setdefault((-k[0], -k[1], -k[2], k[4], k[3]), blk.T)
+        H |= {k: np.zeros_like(v) for k, v in ham.S.items() if k not in H}
+        return Hamiltonian(ham.atoms, ham.basis, H, ham.S, ham.fermi_level).eigenvalues(ROUNDING_KPTS)
+
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    ref = bands(flat)
+    window = ref <= (ham.fermi_level if ham.fermi_level is not None else np.inf) + 5.0
+    return {s: float(1e3 * np.abs(bands(np.rint(flat / s) * s) - ref)[window].max(initial=0.0)) for s in steps}
+
+
+def choose_step(ham, keys, values, coarsest: float, tol_meV: float, finest: float = H_STEP_EV) -> tuple[float, float]:
+    """(step eV, its band error meV): the coarsest step of ``coarsest`` and the :data:`STEP_LADDER` below it
+    (down to ``finest``) whose rounding keeps the bands within ``tol_meV`` (see :func:`rounding_band_errors`);
+    ``finest`` if none does."""
+    steps = sorted({coarsest, finest} | {s for s in STEP_LADDER if finest <= s < coarsest}, reverse=True)
+    for s in steps:
+        err = rounding_band_errors(ham, keys, values, [s])[s]
+        if err <= tol_meV or s == steps[-1]:
+            return s, err
+    raise AssertionError("unreachable")
+
+
+def encode_h(h, step: float = H_STEP_EV) -> np.ndarray:
+    """H (eV, any shape) -> flat uint32: zigzag of k = rint(H / step). Fixed point, then zigzag so that
     the many small elements of either sign become small integers whose high bytes are zero: with byte
     shuffle and gzip, 0.64x the bytes of HDF5's scale-offset filter at the same 1e-5 eV (db1 sample of 30,
     bench/store_encoding.py)."""
-    k = np.rint(np.asarray(h, dtype=np.float64).ravel() / H_STEP_EV)
+    k = np.rint(np.asarray(h, dtype=np.float64).ravel() / step)
     if k.size and np.abs(k).max() >= 2 ** 31:
-        raise UnihamError(f"|H| = {np.abs(k).max() * H_STEP_EV:.0f} eV: beyond the store's fixed-point range")
+        raise UnihamError(f"|H| = {np.abs(k).max() * step:.0f} eV: beyond the store's fixed-point range")
     k = k.astype(np.int64)
     return ((k << 1) ^ (k >> 63)).astype(np.uint32)
 
@@ -150,7 +229,7 @@ class DatasetStore:
         the whole text) takes the new recipe: its structures and DFT are the same, new structures are stored
         by the new [store] rule, and every record keeps its own (``cutoff_A``, ``range_eps``)."""
         if self.manifest_path.exists():
-            if self.manifest["recipe_hash"] != recipe.hash:
+            if self.manifest["recipe_hash"] != recipe.hash or self._stored_recipe().get("store", {}) != recipe.store:
                 self._adopt(recipe)
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -163,16 +242,19 @@ class DatasetStore:
         self._save_manifest()
 
     # ------------------------------------------------------------------ recovery and status
-    def _adopt(self, recipe) -> None:
+    def _stored_recipe(self) -> dict:
         import tomllib
 
+        try:
+            return tomllib.loads((self.root / "recipe.toml").read_text())
+        except (FileNotFoundError, tomllib.TOMLDecodeError):
+            return {}
+
+    def _adopt(self, recipe) -> None:
         from uniham.data.recipe import identity_hash
 
         old_text = (self.root / "recipe.toml").read_text() if (self.root / "recipe.toml").exists() else ""
-        try:
-            old = tomllib.loads(old_text)
-        except tomllib.TOMLDecodeError:
-            old = {}
+        old = self._stored_recipe()
         if not old_text or identity_hash(old) != recipe.hash:
             raise UnihamError(f"{self.root} was built from another recipe (hash {self.manifest['recipe_hash']} "
                               f"!= {recipe.hash}); use a new --out folder")
@@ -318,6 +400,94 @@ class DatasetStore:
             (self.shards / shard).unlink(missing_ok=True)
         return len(ids)
 
+    def shard_steps(self) -> dict[str, set]:
+        """{shard: the set of H encodings in it}: a step in eV per zigzag group, "float32" for uniham <= 0.1.1."""
+        import h5py
+
+        out = {}
+        for name in self.manifest["shards"]:
+            with h5py.File(self.shards / name, "r") as h5:
+                out[name] = {float(h5[g].attrs["H_step_eV"]) if "Hq" in h5[g] else "float32" for g in h5}
+        return out
+
+    def repack(self, shards=None, step: float | None = None, band_tol: float | None = None,
+               progress: bool = False) -> dict:
+        """Rewrite shards in the current encoding (zigzag fixed point, blocks by distance).
+
+        ``shards``: names; default every shard holding uniham <= 0.1.1 groups (float32), or with ``step``
+        every shard with a structure at another step. ``step`` (eV): None keeps each structure's own
+        (zigzag groups are copied bit for bit; the float32 groups go onto the 1e-5 eV grid through zero:
+        HDF5's scale-offset grid starts at each chunk's minimum, so their values move by <= 5e-6 eV); a
+        coarser step re-rounds H (<= step / 2 per element, recorded as ``H_step_eV`` in the manifest).
+        With ``band_tol`` (meV) and ``step``, each structure takes the coarsest step from ``step`` down
+        (:func:`choose_step`) whose rounding keeps its bands within ``band_tol`` of the stored H (S from the
+        basis integrals), recorded as ``H_rounding_band_error_meV``.
+        Every value read back is checked against these bounds before the shard replaces the old one. Each shard is written under a new name, then the manifest is saved, then the old file
+        deleted, as :meth:`remove` does: a kill leaves a consistent folder. Returns counts and bytes."""
+        import h5py
+        from tqdm import tqdm
+
+        if step is not None and not 0 < step <= 1e-3:
+            raise UnihamError(f"--h-step {step}: expected 0 < step <= 1e-3 eV")
+        if band_tol is not None and (step is None or not band_tol > 0):
+            raise UnihamError("--band-tol needs --h-step and a positive tolerance (meV)")
+        if shards is None:
+            steps = self.shard_steps()
+            shards = [n for n, st in steps.items() if ("float32" in st if step is None else st != {step})]
+        unknown = [n for n in shards if n not in self.manifest["shards"]]
+        if unknown:
+            raise UnihamError(f"{self.root}: no shards {unknown} (see manifest.json)")
+        counts = Counter(shards=0, structures=0, bytes_before=0, bytes_after=0)
+        for shard in tqdm(sorted(shards), desc="repack", unit="shard", disable=not progress):
+            new = shard.replace(".h5", "p.h5")
+            while (self.shards / new).exists():
+                new = new.replace(".h5", "p.h5")
+            tmp = self.shards / (new + ".tmp")
+            sids, new_steps, band_err = [], {}, {}
+            with h5py.File(self.shards / shard, "r") as src, h5py.File(tmp, "w") as out:
+                for sid in src:
+                    g = src[sid]
+                    d = read_group(g)
+                    own = float(g.attrs["H_step_eV"]) if "Hq" in g else H_STEP_EV
+                    new_step = own if step is None else step
+                    if new_step < own * (1 - 1e-9):
+                        raise UnihamError(f"{sid}: stored to {own} eV, cannot be repacked finer ({new_step} eV)")
+                    ref = by_distance(d)
+                    if band_tol is not None and step is not None:
+                        new_step, band_err[sid] = choose_step(self.load(sid), ref["keys"], ref["H"], step,
+                                                              band_tol, own)
+                    write_group(out, sid, ref, new_step)
+                    back = read_group(out[sid])
+                    err = np.abs(back["H"] - np.asarray(ref["H"], np.float64))
+                    # zigzag at its own step: bit for bit; else within half the new step (+ float32 rounding)
+                    ok = (np.array_equal(back["H"], ref["H"]) if "Hq" in g and new_step == own else
+                          bool(np.all(err <= 0.5 * new_step * (1 + 1e-9) + 1.2e-7 * np.abs(ref["H"]))))
+                    if not ok or not np.array_equal(back["keys"], ref["keys"]):
+                        raise UnihamError(f"{sid}: repacked H differs from the stored one by {err.max():.2e} eV")
+                    sids.append(sid)
+                    new_steps[sid] = new_step
+            _fsync_file(tmp)
+            os.replace(tmp, self.shards / new)
+            counts["bytes_before"] += self.manifest["shards"][shard]["bytes"]
+            self.manifest["shards"][new] = {"sha256": sha256(self.shards / new), "bytes": (self.shards / new).stat().st_size,
+                                            "n_structures": len(sids)}
+            counts["bytes_after"] += self.manifest["shards"][new]["bytes"]
+            when = time.strftime("%Y-%m-%dT%H:%M:%S")
+            for sid in sids:
+                rec = self.manifest["structures"][sid]
+                old_step = rec.get("H_step_eV", H_STEP_EV)
+                rec["shard"] = new
+                rec["H_step_eV"] = new_steps[sid]
+                if sid in band_err:
+                    rec["H_rounding_band_error_meV"] = round(band_err[sid], 4)
+                rec.setdefault("repacked", []).append({"when": when, "from": shard, "from_step_eV": old_step})
+            del self.manifest["shards"][shard]
+            self._save_manifest()
+            (self.shards / shard).unlink(missing_ok=True)
+            counts["shards"] += 1
+            counts["structures"] += len(sids)
+        return dict(counts)
+
     def merge(self, other: DatasetStore, ids=None) -> dict:
         """Take every finished structure and failure of ``other`` (same recipe) that this folder lacks.
 
@@ -428,7 +598,7 @@ class DatasetStore:
 
     def info(self) -> dict:
         recs = self.manifest["structures"]
-        per_el, per_src, per_range, per_proto = Counter(), Counter(), Counter(), Counter()
+        per_el, per_src, per_range, per_proto, per_step = Counter(), Counter(), Counter(), Counter(), Counter()
         for r in recs.values():
             for x in set(r["elements"]):
                 per_el[x] += 1
@@ -437,13 +607,14 @@ class DatasetStore:
                 per_proto[r["label"]] += 1
             eps = r.get("range_eps")
             per_range[f"{r.get('cutoff_A')} A" + (f" + pair range at {eps:g}" if eps else "")] += 1
+            per_step[f"{r.get('H_step_eV', H_STEP_EV):g}"] += 1  # (records before uniham 0.1.3: 1e-5 eV)
         ok_staged, fail_staged = self.staged()
         return {"path": str(self.root), "recipe": self.manifest["recipe"], "recipe_hash": self.manifest["recipe_hash"],
                 "n_structures": len(recs), "n_staged": len(ok_staged),
                 "n_failed": len(self.manifest["failures"]) + len(fail_staged),
                 "elements": dict(sorted(per_el.items())), "n_elements": len(per_el), "sources": dict(per_src),
                 "prototypes": dict(sorted(per_proto.items())),
-                "stored_range": dict(per_range), "n_shards": len(self.manifest["shards"]),
+                "stored_range": dict(per_range), "H_step_eV": dict(sorted(per_step.items())), "n_shards": len(self.manifest["shards"]),
                 "bytes": sum(s["bytes"] for s in self.manifest["shards"].values()),
                 "bytes_per_structure": (sum(s["bytes"] for s in self.manifest["shards"].values()) / max(1, len(recs))),
                 "failure_reasons": dict(Counter(r["reason"][:80] for r in self.manifest["failures"].values())),
