@@ -6,7 +6,7 @@ Usage: python bench/store_adaptive_step.py DATASET [--sample 40] [--seed 0] [--s
 A random sample of the dataset's structures stored at 1e-5 eV (zigzag) is copied to a temporary folder and
 repacked three ways: at 1e-5 eV (the same values, blocks by distance: the lossless gain), at the step for
 every structure, and per structure at the coarsest step from the ladder (step, 2e-5, 1e-5) whose bands
-(E <= E_F + 5 eV, 3 k-points) stay within the tolerance. Prints one JSON object: shard bytes relative to
+(E <= E_F + 5 eV at Gamma and 5 random k) stay within the tolerance. Prints one JSON object: shard bytes relative to
 the original, the steps chosen, and the band errors recorded (meV).
 """
 import argparse

@@ -164,7 +164,7 @@ def cmd_dataset_repack(args) -> None:
     mib = 2 ** 20
     print(f"{args.dir}: repacked {n['structures']} structures in {n['shards']} shards: "
           f"{n['bytes_before'] / mib:.1f} -> {n['bytes_after'] / mib:.1f} MiB"
-          + (f" (H re-rounded to {args.h_step:g} eV)" if args.h_step else " (same step)"))
+          + " (" + ", ".join(f"{v} {k}" for k, v in n.items() if k.startswith("at ")) + ")")
 
 
 def cmd_dataset_split(args) -> None:
@@ -247,7 +247,7 @@ def add_parsers(sub) -> None:
     x.add_argument("--h-step", type=float, default=None, help="fixed-point step of H in eV (coarser only)")
     x.add_argument("--band-tol", type=float, default=None,
                    help="meV: per structure the coarsest step from --h-step down (5e-5, 2e-5, 1e-5) that keeps "
-                        "its bands (E <= E_F + 5 eV, 3 k-points) within this of the stored H")
+                        "its bands (E <= E_F + 5 eV at Gamma and 5 random k) within this of the stored H")
     x.set_defaults(func=cmd_dataset_repack)
     x = dsub.add_parser("split", help="deterministic train/validation/test split")
     x.add_argument("dir")

@@ -123,8 +123,9 @@ def write_group(h5, gid: str, data: dict, step: float | None = None) -> None:
     g.attrs["H_encoding"] = "Hq: uint32 zigzag of k = rint(H / H_step_eV), eV; blocks by distance; shuffle, gzip 6"
 
 
-# k-points (fractional) at which the rounding of H to a step is checked against the unrounded bands
-ROUNDING_KPTS = np.random.default_rng(2026).uniform(-0.5, 0.5, (3, 3))
+# k-points (fractional) at which the rounding of H to a step is checked against the unrounded bands: Gamma,
+# where the rounding errors of all images add in phase, and 5 random ones
+ROUNDING_KPTS = np.vstack([np.zeros(3), np.random.default_rng(2026).uniform(-0.5, 0.5, (5, 3))])
 STEP_LADDER = (1e-4, 5e-5, 2e-5, 1e-5)  # eV: the steps a band tolerance chooses from (coarsest first)
 
 
@@ -486,6 +487,8 @@ class DatasetStore:
             (self.shards / shard).unlink(missing_ok=True)
             counts["shards"] += 1
             counts["structures"] += len(sids)
+            for v in new_steps.values():
+                counts[f"at {v:g} eV"] += 1
         return dict(counts)
 
     def merge(self, other: DatasetStore, ids=None) -> dict:
