@@ -153,11 +153,16 @@ def rounding_band_errors(ham, keys, values, steps) -> dict[float, float]:
     return {s: float(1e3 * np.abs(bands(np.rint(flat / s) * s) - ref)[window].max(initial=0.0)) for s in steps}
 
 
-def choose_step(ham, keys, values, coarsest: float, tol_meV: float, finest: float = H_STEP_EV) -> tuple[float, float]:
+def choose_step(ham, keys, values, coarsest: float, tol_meV: float, finest: float = H_STEP_EV,
+                on_grid: bool = False) -> tuple[float, float]:
     """(step eV, its band error meV): the coarsest step of ``coarsest`` and the :data:`STEP_LADDER` below it
     (down to ``finest``) whose rounding keeps the bands within ``tol_meV`` (see :func:`rounding_band_errors`);
-    ``finest`` if none does."""
+    ``finest`` if none does. ``on_grid``: ``values`` are already multiples of ``finest`` (a repack), so only
+    odd multiples of it are tried: an even one (2e-5 from 1e-5) meets exact ties at every odd value and
+    rounds the many +-1e-5 elements all to zero, a coherent error as large as a coarser step's."""
     steps = sorted({coarsest, finest} | {s for s in STEP_LADDER if finest <= s < coarsest}, reverse=True)
+    if on_grid:
+        steps = [s for s in steps if round(s / finest) % 2 == 1]
     for s in steps:
         err = rounding_band_errors(ham, keys, values, [s])[s]
         if err <= tol_meV or s == steps[-1]:
@@ -456,7 +461,7 @@ class DatasetStore:
                     ref = by_distance(d)
                     if band_tol is not None and step is not None:
                         new_step, band_err[sid] = choose_step(self.load(sid), ref["keys"], ref["H"], step,
-                                                              band_tol, own)
+                                                              band_tol, own, on_grid=True)
                     write_group(out, sid, ref, new_step)
                     back = read_group(out[sid])
                     err = np.abs(back["H"] - np.asarray(ref["H"], np.float64))
