@@ -246,7 +246,7 @@ def add_parsers(sub) -> None:
     x.add_argument("shards", nargs="*", help="shard file names (default: see above)")
     x.add_argument("--h-step", type=float, default=None, help="fixed-point step of H in eV (coarser only)")
     x.add_argument("--band-tol", type=float, default=None,
-                   help="meV: per structure the coarsest step from --h-step down (5e-5, 2e-5, 1e-5) that keeps "
+                   help="meV: per structure the coarsest step from --h-step down (odd multiples of the stored one) that keeps "
                         "its bands (E <= E_F + 5 eV at Gamma and 5 random k) within this of the stored H")
     x.set_defaults(func=cmd_dataset_repack)
     x = dsub.add_parser("split", help="deterministic train/validation/test split")

@@ -26,7 +26,7 @@ import traceback
 import numpy as np
 
 from uniham.data.recipe import Entry, load_recipe, plan
-from uniham.data.store import H_STEP_EV, DatasetStore, choose_step, half_keys
+from uniham.data.store import FINEST_STEP, H_STEP_EV, DatasetStore, choose_step, half_keys
 from uniham.errors import UnihamError
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     values = np.concatenate([ham.H[k].ravel() for k in keys])  # float64: rounded once, by the store
     rounding = {}
     if store.get("h_band_tol") is not None:  # the coarsest step that keeps the bands within the tolerance
-        step, err = choose_step(ham, keys, values, step, float(store["h_band_tol"]))
+        step, err = choose_step(ham, keys, values, step, float(store["h_band_tol"]), finest=FINEST_STEP)
         rounding = {"H_rounding_band_error_meV": round(err, 4)}
     p = ham.provenance
     record = base | {

@@ -126,7 +126,9 @@ def write_group(h5, gid: str, data: dict, step: float | None = None) -> None:
 # k-points (fractional) at which the rounding of H to a step is checked against the unrounded bands: Gamma,
 # where the rounding errors of all images add in phase, and 5 random ones
 ROUNDING_KPTS = np.vstack([np.zeros(3), np.random.default_rng(2026).uniform(-0.5, 0.5, (5, 3))])
-STEP_LADDER = (1e-4, 5e-5, 2e-5, 1e-5)  # eV: the steps a band tolerance chooses from (coarsest first)
+STEP_LADDER = (1e-4, 5e-5, 2e-5, 1e-5, 5e-6, 2e-6, 1e-6)  # eV: what a band tolerance chooses from
+FINEST_STEP = 1e-6  # eV: a build's finest (|H| < 2147 eV in uint32 zigzag). Few need it: hcp Be's bands
+                    # move by 5 meV at Gamma already at 1e-5 eV (diffuse basis, S(k) near singular)
 
 
 def rounding_band_errors(ham, keys, values, steps) -> dict[float, float]:
