@@ -21,8 +21,9 @@ One structure (HDF5 group named by its id):
     Hq     (sum of block sizes,) uint32: blocks concatenated row-major in key order, as integers
            k = rint(H / H_step_eV) in zigzag order (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...: small |H| give
            small numbers whatever the sign), one chunk per structure, shuffle, gzip 6. The step (attr
-           H_step_eV, also in the manifest record) is the recipe's [store] ``h_step``: 1e-5 eV by default,
-           db1 from its 2,110th structure on 5e-5 eV (bench/results/store_step_db1.json). Since uniham 0.1.3
+           H_step_eV, also in the manifest record) is the recipe's [store] ``h_step`` (1e-5 eV by default),
+           or with ``h_band_tol`` per structure the coarsest step that keeps its bands within that
+           (:func:`choose_step`; db1 from its 2,110th structure on). Since uniham 0.1.3
            the keys (and blocks) are ordered by interatomic distance (3-4% fewer bytes than lexicographic:
            gzip adapts to the falling magnitudes); readers take any order. Shards written by uniham <= 0.1.1
            hold ``H`` instead: float32, HDF5 scale-offset to 1e-5 eV, shuffle, gzip 6 (36% larger for the
@@ -136,6 +137,12 @@ def rounding_band_errors(ham, keys, values, steps) -> dict[float, float]:
     blocks ``keys`` (nb, 5) with ``values`` (flat, eV, float64) against the same blocks rounded to each step
     (eV); S is ``ham.S``. Rounding errors add up coherently over the thousands of small far elements (a long
     range such as Cs's 17 A): 5e-5 eV leaves most structures within 1 meV, Cs metal at ~10 meV."""
+    err = _rounding_check(ham, keys, values)
+    return {s: err(s) for s in steps}
+
+
+def _rounding_check(ham, keys, values):
+    """The function step -> band error (meV) of :func:`rounding_band_errors`, the reference bands computed once."""
     from uniham.hamiltonian import Hamiltonian
 
     dims = [ham.basis[x].dim for x in ham.atoms.get_chemical_symbols()]
@@ -152,7 +159,7 @@ def rounding_band_errors(ham, keys, values, steps) -> dict[float, float]:
     flat = np.asarray(values, dtype=np.float64).ravel()
     ref = bands(flat)
     window = ref <= (ham.fermi_level if ham.fermi_level is not None else np.inf) + 5.0
-    return {s: float(1e3 * np.abs(bands(np.rint(flat / s) * s) - ref)[window].max(initial=0.0)) for s in steps}
+    return lambda s: float(1e3 * np.abs(bands(np.rint(flat / s) * s) - ref)[window].max(initial=0.0))
 
 
 def choose_step(ham, keys, values, coarsest: float, tol_meV: float, finest: float = H_STEP_EV,
@@ -165,8 +172,9 @@ def choose_step(ham, keys, values, coarsest: float, tol_meV: float, finest: floa
     steps = sorted({coarsest, finest} | {s for s in STEP_LADDER if finest <= s < coarsest}, reverse=True)
     if on_grid:
         steps = [s for s in steps if round(s / finest) % 2 == 1]
+    check = _rounding_check(ham, keys, values)
     for s in steps:
-        err = rounding_band_errors(ham, keys, values, [s])[s]
+        err = check(s)
         if err <= tol_meV or s == steps[-1]:
             return s, err
     raise AssertionError("unreachable")
