@@ -356,8 +356,7 @@ class DatasetStore:
                         records[sid] = json.loads(src.attrs["record"]) | {"shard": name}
             _fsync_file(tmp)
             os.replace(tmp, self.shards / name)
-            self.manifest["shards"][name] = {"sha256": sha256(self.shards / name), "bytes": (self.shards / name).stat().st_size,
-                                             "n_structures": len(batch)}
+            self._register_shard(name, len(batch))
             self.manifest["structures"].update(records)
             self._save_manifest()
             for f in batch:
@@ -394,17 +393,14 @@ class DatasetStore:
             keep = [sid for sid, rec in self.manifest["structures"].items() if rec["shard"] == shard and sid not in gone]
             new = None
             if keep:
-                new = shard.replace(".h5", "r.h5")
-                while (self.shards / new).exists():
-                    new = new.replace(".h5", "r.h5")
+                new = self._successor(shard, "r")
                 tmp = self.shards / (new + ".tmp")
                 with h5py.File(self.shards / shard, "r") as src, h5py.File(tmp, "w") as out:
                     for sid in keep:
                         src.copy(src[sid], out, name=sid)
                 _fsync_file(tmp)
                 os.replace(tmp, self.shards / new)
-                self.manifest["shards"][new] = {"sha256": sha256(self.shards / new),
-                                                "bytes": (self.shards / new).stat().st_size, "n_structures": len(keep)}
+                self._register_shard(new, len(keep))
                 for sid in keep:
                     self.manifest["structures"][sid]["shard"] = new
             removed = self.manifest.setdefault("removed", {})
@@ -415,6 +411,17 @@ class DatasetStore:
             self._save_manifest()
             (self.shards / shard).unlink(missing_ok=True)
         return len(ids)
+
+    def _successor(self, shard: str, suffix: str) -> str:
+        """A new name for a rewritten ``shard`` (``suffix`` appended until no file has it)."""
+        new = shard.replace(".h5", f"{suffix}.h5")
+        while (self.shards / new).exists():
+            new = new.replace(".h5", f"{suffix}.h5")
+        return new
+
+    def _register_shard(self, name: str, n_structures: int) -> None:
+        f = self.shards / name
+        self.manifest["shards"][name] = {"sha256": sha256(f), "bytes": f.stat().st_size, "n_structures": n_structures}
 
     def shard_steps(self) -> dict[str, set]:
         """{shard: the set of H encodings in it}: a step in eV per zigzag group, "float32" for uniham <= 0.1.1."""
@@ -455,9 +462,7 @@ class DatasetStore:
             raise UnihamError(f"{self.root}: no shards {unknown} (see manifest.json)")
         counts = Counter(shards=0, structures=0, bytes_before=0, bytes_after=0)
         for shard in tqdm(sorted(shards), desc="repack", unit="shard", disable=not progress):
-            new = shard.replace(".h5", "p.h5")
-            while (self.shards / new).exists():
-                new = new.replace(".h5", "p.h5")
+            new = self._successor(shard, "p")
             tmp = self.shards / (new + ".tmp")
             sids, new_steps, band_err = [], {}, {}
             with h5py.File(self.shards / shard, "r") as src, h5py.File(tmp, "w") as out:
@@ -470,7 +475,7 @@ class DatasetStore:
                         raise UnihamError(f"{sid}: stored to {own} eV, cannot be repacked finer ({new_step} eV)")
                     ref = by_distance(d)
                     if band_tol is not None and step is not None:
-                        new_step, band_err[sid] = choose_step(self.load(sid), ref["keys"], ref["H"], step,
+                        new_step, band_err[sid] = choose_step(self.hamiltonian(d, sid), ref["keys"], ref["H"], step,
                                                               band_tol, own, on_grid=True)
                     write_group(out, sid, ref, new_step)
                     back = read_group(out[sid])
@@ -485,8 +490,7 @@ class DatasetStore:
             _fsync_file(tmp)
             os.replace(tmp, self.shards / new)
             counts["bytes_before"] += self.manifest["shards"][shard]["bytes"]
-            self.manifest["shards"][new] = {"sha256": sha256(self.shards / new), "bytes": (self.shards / new).stat().st_size,
-                                            "n_structures": len(sids)}
+            self._register_shard(new, len(sids))
             counts["bytes_after"] += self.manifest["shards"][new]["bytes"]
             when = time.strftime("%Y-%m-%dT%H:%M:%S")
             for sid in sids:
@@ -591,12 +595,15 @@ class DatasetStore:
 
     def load(self, sid: str, with_overlap: bool = True):
         """The structure as a :class:`uniham.hamiltonian.Hamiltonian` (both halves; S from PySCF integrals)."""
+        return self.hamiltonian(self.load_raw(sid), sid, with_overlap)
+
+    def hamiltonian(self, d: dict, sid: str, with_overlap: bool = True):
+        """The :class:`uniham.hamiltonian.Hamiltonian` of a group read by :func:`read_group` (see :meth:`load`)."""
         from ase import Atoms
 
         from uniham.dft.cp2k_basis import load_basis, overlap_over_range
         from uniham.hamiltonian import Hamiltonian
 
-        d = self.load_raw(sid)
         atoms = Atoms(d["symbols"], positions=d["positions"], cell=d["cell"], pbc=d["pbc"])
         bases = {x: load_basis(x, d["basis"]) for x in dict.fromkeys(d["symbols"])}
         dims = [bases[x].orbital_basis().dim for x in d["symbols"]]
