@@ -77,10 +77,25 @@ def test_bad_recipes(tmp_path):
         load_recipe(p)
 
 
-def _build(out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "uniham.cli", "dataset", "build", str(TINY), "--out", str(out),
+def _build(out, *extra, recipe=TINY):
+    return subprocess.Popen([sys.executable, "-m", "uniham.cli", "dataset", "build", str(recipe), "--out", str(out),
                              "--workers", "1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
+
+
+def _running_cp2k(proc):
+    """The first CP2K process started by the build ``proc`` (a psutil.Process), once there is one."""
+    import psutil
+
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        victim = next((c for c in psutil.Process(proc.pid).children(recursive=True)
+                       if c.name().startswith("cp2k")), None)
+        if victim is not None:
+            return victim
+    raise AssertionError("no CP2K process started within 300 s")
 
 
 def _records(store: DatasetStore) -> dict:
@@ -204,18 +219,9 @@ def test_kill_9_and_resume(cp2k, tmp_path):
 def test_stopped_cp2k_is_not_a_failure(cp2k, tmp_path):
     """A CP2K run killed from outside (a stopped build) is not recorded as the structure's failure: the
     build goes on and the next build redoes it."""
-    import psutil
-
     out = tmp_path / "ds"
     proc = _build(out)
-    deadline, victim = time.time() + 300, None
-    while victim is None and time.time() < deadline:
-        time.sleep(0.2)
-        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-        victim = next((c for c in psutil.Process(proc.pid).children(recursive=True)
-                       if c.name().startswith("cp2k")), None)
-    assert victim is not None
-    victim.terminate()
+    _running_cp2k(proc).terminate()
     outp, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-2000:]
     summary = json.loads(outp.decode().strip().splitlines()[-1])
@@ -237,6 +243,29 @@ def test_stopped_cp2k_is_not_a_failure(cp2k, tmp_path):
     assert sid in DatasetStore(out).manifest["failures"]
     assert build(TINY, out, limit=0, progress=False)["already_failed"] == 0
     assert DatasetStore(out).manifest["failures"] == {}
+
+
+def test_stopped_build_stops_its_cp2k(cp2k, tmp_path):
+    """SIGTERM (or ^C) to the build alone: the CP2K runs in flight on its workers are killed, not left
+    running as orphans; the build exits with one line, records no failure and leaves the store consistent."""
+    import psutil
+
+    out, slow = tmp_path / "ds", tmp_path / "slow.toml"  # a dense k-mesh: each CP2K run lasts a while
+    slow.write_text(TINY.read_text().replace("kmesh = [3, 3, 3]", "kmesh = [14, 14, 14]"))
+    proc = _build(out, recipe=slow)
+    victim = _running_cp2k(proc)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)  # the runner only, as a batch system's time limit or `kill PID`
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "uniham: interrupted" in err.decode().splitlines(), err.decode()
+    assert "1 CP2K runs in flight killed" in err.decode()
+    try:
+        victim.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        victim.kill()
+        raise AssertionError("the build's CP2K run outlived the stopped build")
+    store = DatasetStore(out)
+    assert store.manifest["failures"] == {} and store.verify() == [] and not list(store.staging.iterdir())
 
 
 def test_time_budget_stops_cleanly(cp2k, tmp_path):

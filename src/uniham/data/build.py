@@ -12,6 +12,8 @@ cluster start the scheduler and workers with dask-jobqueue, e.g.::
 
 (each worker needs uniham and CP2K; results travel back to the one process that writes the store).
 Results are written by this process only, as they complete (see :mod:`uniham.data.store`).
+Stopping a build (SIGINT, or the SIGTERM a batch system sends at its time limit) kills the CP2K runs
+in flight on every worker, packs what has finished, and exits; the next build redoes only those runs.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import logging
 import os
 import platform
 import re
+import signal
+import threading
 import time
 import traceback
 
@@ -297,6 +301,9 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     t_start = time.time()
     bar = tqdm(total=len(todo), desc=f"DFT ({workers if not scheduler else 'remote'} workers)", unit="structure",
                disable=not progress, smoothing=0.05)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM (scancel, a time limit) stops it like ^C
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         refill(first=True)
         for fut in queue:
@@ -312,7 +319,17 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
             bar.update(1)
             refill()
         store.consolidate(force=True)
+    except KeyboardInterrupt:
+        if old_term is not None:  # a second SIGTERM must not cut the clean-up short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        killed = _stop_workers_cp2k(client)
+        store.consolidate(force=True)
+        log.warning("build stopped: %d structures done this run and packed, %d CP2K runs in flight killed "
+                    "(the next build redoes them)", summary["done"] + summary["failed"], killed)
+        raise
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         bar.close()
         client.close()
         if cluster is not None:
@@ -325,6 +342,22 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         log.warning("time budget of %g h reached: %d structures not started (the next run does them)",
                     hours, summary["not_started"])
     return summary
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_workers_cp2k(client) -> int:
+    """Kill the CP2K runs in flight on every worker (without it they would outlive a stopped build, as
+    orphans of the closed workers); returns how many were killed."""
+    from uniham.dft.cp2k_engine import stop_running
+
+    try:
+        return sum(client.run(stop_running).values())
+    except Exception as exc:  # noqa: BLE001 - stopping anyway: say what could not be done
+        log.warning("could not stop the workers' CP2K runs: %s", exc)
+        return 0
 
 
 def subset_ids(records: dict[str, dict], n: int | None = None, seed: int = 0,

@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,6 +239,20 @@ class Cp2kInterrupted(UnihamError):
     """CP2K was killed from outside (SIGTERM, SIGKILL, ...): the run says nothing about the structure."""
 
 
+_RUNNING: set[subprocess.Popen] = set()  # the CP2K processes this Python process has running now
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running() -> int:
+    """Kill every CP2K run this process started and that is still running (a stopping build calls it in
+    each of its workers); their ``run_dft`` raises :class:`Cp2kInterrupted`. Returns how many were killed."""
+    with _RUNNING_LOCK:
+        procs = [p for p in _RUNNING if p.poll() is None]
+    for p in procs:
+        p.kill()
+    return len(procs)
+
+
 def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
     """Run CP2K in ``workdir``; return the main output text. A progress bar follows the SCF steps."""
     from tqdm import tqdm
@@ -249,6 +264,8 @@ def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
     with open(workdir / "stderr.txt", "w") as err:
         proc = subprocess.Popen([exe, "-i", "uniham.inp", "-o", "uniham.out"], cwd=workdir, env=env,
                                 stdout=err, stderr=subprocess.STDOUT)
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
         bar = tqdm(total=s.max_scf, desc="CP2K SCF", unit="step", disable=not progress, leave=False)
         try:
             while proc.poll() is None:
@@ -262,6 +279,9 @@ def _run(exe: str, workdir: Path, s: Cp2kSettings, progress: bool) -> str:
             raise
         finally:
             bar.close()
+            proc.wait()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
     text = out_path.read_text(errors="replace") if out_path.exists() else ""
     if proc.returncode < 0:  # killed by a signal (a stopped build, a time limit): not the structure's fault
         raise Cp2kInterrupted(f"CP2K was stopped by signal {-proc.returncode} before it finished")
