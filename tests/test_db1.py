@@ -31,6 +31,8 @@ def test_db1_checksums_recipe_and_provenance(db):
         dft = rec["dft"]
         assert dft["converged"] and dft["basis"] == "DZVP-MOLOPT-SR-GTH" and dft["xc"] == "PBE", sid
         assert dft["check_vs_cp2k_bands_meV"] < 1.0, sid  # H, S as written reproduce CP2K's eigenvalues
+        # the stored (rounded) H keeps its bands within 1 meV; hcp Be (5 meV) was stored when 1e-5 eV was the finest
+        assert rec.get("H_rounding_band_error_meV", 0.0) <= 1.0 or rec["H_step_eV"] >= 1e-5, sid
         assert rec["shard"] in db.manifest["shards"], sid
     assert all(f["reason"] for f in db.manifest["failures"].values())
 

@@ -147,8 +147,9 @@ def cmd_dataset_remove(args) -> None:
     unknown = set(args.ids) - set(store.ids())
     if unknown:
         raise UnihamError(f"{args.dir}: no structures {sorted(unknown)}")
-    n = store.remove(ids, args.reason)
-    print(f"{args.dir}: removed {n} structures ({args.reason}); `uniham dataset build` redoes them")
+    n = store.remove(ids, args.reason, redo=not args.no_redo)
+    then = "recorded as failed: `uniham dataset build` skips them" if args.no_redo else "`uniham dataset build` redoes them"
+    print(f"{args.dir}: removed {n} structures ({args.reason}); {then}")
 
 
 def cmd_dataset_repack(args) -> None:
@@ -235,6 +236,8 @@ def add_parsers(sub) -> None:
     x.add_argument("--wrong-images", action="store_true",
                    help="every CP2K structure stored with uniham < 0.1.1's image labels that were wrong for it")
     x.add_argument("--reason", required=True)
+    x.add_argument("--no-redo", action="store_true",
+                   help="record them as failed with REASON (the next build skips them) instead of redoing them")
     x.set_defaults(func=cmd_dataset_remove)
     x = dsub.add_parser("repack", help="rewrite shards in the current encoding, or at a coarser H step",
                         description="Rewrite shards in the current encoding: zigzag fixed point, blocks by distance. "

@@ -85,6 +85,18 @@ def stored_elements(atoms, basis: str, store: dict) -> int:
     return off // 2 + int((n * n).sum())  # one direction of each pair, whole on-site blocks
 
 
+def ill_conditioned_reason(ham, step: float, err_meV: float, store: dict) -> str:
+    """Why a converged structure is not stored: even at the finest step (``step``, eV) the rounding of H moves
+    its bands by ``err_meV`` > the store's ``h_band_tol``. Only an overlap S(k) close to singular amplifies
+    1e-6 eV that much (a diffuse basis in a strongly compressed cell: Al at 2.3 A, 60% of its volume, moves
+    by ~100 meV under 5e-7 eV of noise); such an H defines no bands at any precision a model reaches."""
+    from uniham.data.store import ROUNDING_KPTS
+
+    smin = min(float(np.linalg.eigvalsh(ham.Sk(k)).min()) for k in ROUNDING_KPTS)
+    return (f"overlap nearly singular (smallest eigenvalue of S(k) {smin:.1e}): H rounded to {step:g} eV moves "
+            f"the bands by {err_meV:.0f} meV (> h_band_tol {float(store['h_band_tol']):g} meV); not stored")
+
+
 def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     """Run one structure's DFT (in a worker) -> {"id", "ok", "data"/"record"}; never raises."""
     from uniham.dft.cp2k_engine import Cp2kInterrupted, Cp2kSettings, run_dft
@@ -114,7 +126,7 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
     step = float(store.get("h_step", H_STEP_EV))
     values = np.concatenate([ham.H[k].ravel() for k in keys])  # float64: rounded once, by the store
-    rounding = {}
+    rounding, err = {}, None
     if store.get("h_band_tol") is not None:  # the coarsest step that keeps the bands within the tolerance
         try:
             step, err = choose_step(ham, keys, values, step, float(store["h_band_tol"]), finest=FINEST_STEP)
@@ -122,6 +134,9 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - the DFT is done: keep it at the default step, say why
             step = min(step, H_STEP_EV)
             rounding = {"H_rounding_check": f"not done ({type(exc).__name__}: {exc}); stored at {step:g} eV"}
+    if err is not None and err > float(store["h_band_tol"]):
+        return {"id": sid, "ok": False, "record": base | {"reason": ill_conditioned_reason(ham, step, err, store),
+                                                            "wall_s": time.perf_counter() - t0}}
     p = ham.provenance
     record = base | {
         "wall_s": round(time.perf_counter() - t0, 2), "host": platform.node(),

@@ -378,9 +378,10 @@ class DatasetStore:
             self._save_manifest()
         return len(gone)
 
-    def remove(self, ids, reason: str) -> int:
+    def remove(self, ids, reason: str, redo: bool = True) -> int:
         """Drop finished structures (e.g. computed with a since-fixed bug) so that the next build redoes
-        them; their ids and ``reason`` are kept under the manifest's "removed". Each touched shard is
+        them; their ids and ``reason`` are kept under the manifest's "removed". ``redo=False``: they are
+        recorded as failures with ``reason`` instead, which the next build does not retry. Each touched shard is
         rewritten without them under a new name, then the manifest is saved, then the old file deleted:
         a kill at any point leaves a consistent folder (orphans are cleaned by the next build)."""
         import h5py
@@ -405,8 +406,11 @@ class DatasetStore:
                     self.manifest["structures"][sid]["shard"] = new
             removed = self.manifest.setdefault("removed", {})
             for sid in gone:
-                removed[sid] = {"reason": reason, "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                "record": self.manifest["structures"].pop(sid)}
+                rec = self.manifest["structures"].pop(sid)
+                if redo:
+                    removed[sid] = {"reason": reason, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "record": rec}
+                else:
+                    self.manifest["failures"][sid] = {k: v for k, v in rec.items() if k != "shard"} | {"reason": reason}
             del self.manifest["shards"][shard]
             self._save_manifest()
             (self.shards / shard).unlink(missing_ok=True)
