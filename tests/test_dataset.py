@@ -546,3 +546,35 @@ def test_store_step_from_recipe(tmp_path):
     m = DatasetStore(tmp_path / "ds").manifest
     assert m["recipe_history"][-1]["store"] == {"cutoff": 9.0}
     assert load_recipe(tmp_path / "ds" / "recipe.toml").store["h_step"] == 5e-5
+
+
+def test_nearly_singular_overlap_is_a_failure(cp2k):
+    """A converged structure whose rounded H cannot keep its bands within h_band_tol even at the finest step
+    (Al compressed to 2.3 A with the diffuse DZVP basis: S(k) near singular) is a failure with the reason,
+    not a stored structure whose bands nobody can reproduce; the same cell at Al's own volume is stored."""
+    from ase.build import bulk
+
+    from uniham.data.build import compute
+    from uniham.data.recipe import Entry
+
+    dft = {"basis": "DZVP-MOLOPT-SR-GTH", "ecut": 200.0, "kmesh": [3, 3, 3]}
+    store = {"cutoff": 6.0, "range_eps": 1e-6, "h_step": 5e-5, "h_band_tol": 1.0}
+    squeezed = compute(Entry("al-squeezed", "elements", "A_cF4", bulk("Al", "fcc", a=3.25), {}).to_json(), dft, store)
+    assert not squeezed["ok"] and "overlap nearly singular" in squeezed["record"]["reason"], squeezed["record"]
+    normal = compute(Entry("al", "elements", "A_cF4", bulk("Al", "fcc", a=4.05), {}).to_json(), dft, store)
+    assert normal["ok"] and normal["record"]["H_rounding_band_error_meV"] <= 1.0, normal["record"]
+
+
+def test_remove_without_redo_records_a_failure(tmp_path, capsys):
+    """`uniham dataset remove --no-redo`: the structure leaves the shards and becomes a failure with the
+    reason (and its record), which a build skips; the folder stays verified."""
+    db1 = Path(__file__).resolve().parents[1] / "data" / "db1"
+    sub = tmp_path / "sub"
+    assert main(["dataset", "subset", str(db1), "-o", str(sub), "--n", "3"]) == 0
+    sid = sorted(DatasetStore(sub).ids())[0]
+    assert main(["dataset", "remove", str(sub), sid, "--reason", "S singular", "--no-redo"]) == 0
+    assert "build` skips them" in capsys.readouterr().out
+    store = DatasetStore(sub)
+    assert sid not in store.ids() and sid in store.failed_ids() and sid not in store.manifest.get("removed", {})
+    assert store.manifest["failures"][sid]["reason"] == "S singular" and "dft" in store.manifest["failures"][sid]
+    assert store.verify() == [] and len(store.ids()) == 2
