@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 
 from uniham.data.recipe import Entry, load_recipe, plan
-from uniham.data.store import FINEST_STEP, H_STEP_EV, DatasetStore, choose_step, half_keys
+from uniham.data.store import FINEST_STEP, H_STEP_EV, ROUNDING_KPTS, DatasetStore, choose_step, half_keys
 from uniham.errors import UnihamError
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,6 @@ def ill_conditioned_reason(ham, step: float, err_meV: float, store: dict) -> str
     its bands by ``err_meV`` > the store's ``h_band_tol``. Only an overlap S(k) close to singular amplifies
     1e-6 eV that much (a diffuse basis in a strongly compressed cell: Al at 2.3 A, 60% of its volume, moves
     by ~100 meV under 5e-7 eV of noise); such an H defines no bands at any precision a model reaches."""
-    from uniham.data.store import ROUNDING_KPTS
-
     smin = min(float(np.linalg.eigvalsh(ham.Sk(k)).min()) for k in ROUNDING_KPTS)
     return (f"overlap nearly singular (smallest eigenvalue of S(k) {smin:.1e}): H rounded to {step:g} eV moves "
             f"the bands by {err_meV:.0f} meV (> h_band_tol {float(store['h_band_tol']):g} meV); not stored")
