@@ -9,14 +9,11 @@
 #   uniham evaluate --model gpu_out/best_b8.pt --data runs/db1_sub --split test     (and best_b64.pt)
 # MINUTES: the budget of each run (default 3.5); a dry run on a CPU: MINUTES=0.1.
 set -u
-OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:src OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-[ -d .whl/cp2kdata ] && export CP2K_DATA_DIR=${CP2K_DATA_DIR:-$PWD/.whl/cp2kdata}
+OUT=${OUT:-gpu_out}
+source "$(dirname "$0")/gpu_common.sh"
 MINUTES=${MINUTES:-3.5}
 S="$OUT/summary.txt"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
-  python3 -c "import torch, e3nn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'e3nn', e3nn.__version__)"
-  python3 -m uniham.cli dataset info runs/db1_sub | head -1; } > "$S" 2>&1
+summary_header "$S"
 for B in 8 64; do
   D=runs/db1_gpu_b$B; C=$(mktemp -d)/db1_gpu_b$B.toml; mkdir -p $D
   sed -e "s/^max_minutes = .*/max_minutes = $MINUTES/" -e "s/^batch_size = .*/batch_size = $B/" \
@@ -28,15 +25,7 @@ for B in 8 64; do
   echo "batch $B: exit $? $(cat "$OUT/train.json")" >> "$S"
   wait
   cp $D/log.csv "$OUT/log_b$B.csv" 2>> "$S"
-  python3 - "$D/best.pt" "$OUT/best_b$B.pt" <<'PY' >> "$S" 2>&1
-import sys, torch
-ck = torch.load(sys.argv[1], weights_only=True)
-ck["state_dict"], ck["ema_state_dict"] = ck["ema_state_dict"] or ck["state_dict"], None
-torch.save(ck, sys.argv[2])
-print("  best.pt: step", ck["step"], "validation MAE", ck["best_val_mae_meV"], "meV")
-PY
-  # files come back at most 16 MiB each: cat best_b$B.pt.part-* > best_b$B.pt
-  split -b 16000000 "$OUT/best_b$B.pt" "$OUT/best_b$B.pt.part-" && rm -f "$OUT/best_b$B.pt"
+  ema_parts "$D/best.pt" "$OUT/best_b$B.pt" >> "$S" 2>&1   # cat best_b$B.pt.part-* > best_b$B.pt
 done
 tr '\r' '\n' < "$OUT/train.err" | grep -v '^ *$' | tail -n 3 >> "$S"; rm -f "$OUT/train.json" "$OUT/train.err"
 cat "$S"

@@ -19,7 +19,8 @@ from collections import defaultdict
 import h5py
 import numpy as np
 
-from uniham.data.store import DatasetStore, read_group
+from uniham.data.encoding import read_group
+from uniham.data.store import DatasetStore
 
 
 def main() -> None:

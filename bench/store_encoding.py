@@ -9,7 +9,7 @@ Usage: python bench/store_encoding.py DATASET [--sample N] [--cutoffs 9,10] [--d
 The reference is what the dataset holds (its own cutoff, 1e-5 eV); its bytes are those of the
 scale-offset encoding at 5 decimals. For each (cutoff, step = 10^-decimals eV or --steps) the
 stored half of H is cut at the distance and encoded in an in-memory HDF5 file (bytes as on disk) both as
-`uniham.data.store.write_group` does ("zigzag": fixed point k = rint(H / 10^-d), zigzag, one chunk,
+`uniham.data.encoding.write_group` does ("zigzag": fixed point k = rint(H / 10^-d), zigzag, one chunk,
 shuffle, gzip 6) and as uniham <= 0.1.1 did ("scaleoffset": float32, HDF5 scale-offset d decimals,
 shuffle, gzip 6, automatic chunks), read back, and the bands at 6 random k
 (S recomputed over its own range, as `DatasetStore.load` does) are compared with the reference:
@@ -30,7 +30,8 @@ import h5py
 import numpy as np
 
 from uniham.data.build import stored_range
-from uniham.data.store import DatasetStore, half_keys
+from uniham.data.encoding import half_keys
+from uniham.data.store import DatasetStore
 from uniham.hamiltonian import Hamiltonian
 from uniham.io import read_hamiltonian
 

@@ -357,7 +357,7 @@ def test_h_encoding_precision(tmp_path):
     smaller than the scale-offset encoding of uniham <= 0.1.1, whose shards still read."""
     import h5py
 
-    from uniham.data.store import read_group, write_group
+    from uniham.data.encoding import read_group, write_group
 
     rng = np.random.default_rng(0)
     # like a Hamiltonian: a few large on-site and near-neighbour elements, many small far ones
@@ -435,7 +435,8 @@ def _as_old_format(store: DatasetStore, shard: str, sid: str) -> None:
     """Rewrite one group of ``shard`` as uniham <= 0.1.1 stored it (float32, HDF5 scale-offset 5 decimals)."""
     import h5py
 
-    from uniham.data.store import read_group, sha256
+    from uniham.data.encoding import read_group
+    from uniham.data.store import sha256
 
     with h5py.File(store.shards / shard, "a") as h5:
         h = read_group(h5[sid])["H"]
@@ -466,7 +467,7 @@ def test_repack(tmp_path, monkeypatch, capsys):
     hams = {sid: store.load(sid) for sid in ids}
 
     def as_dict(raw):
-        from uniham.data.store import block_sizes
+        from uniham.data.encoding import block_sizes
 
         offs = np.concatenate([[0], np.cumsum(block_sizes(raw["symbols"], raw["basis"], raw["keys"]))])
         return {tuple(k): raw["H"][offs[i]:offs[i + 1]] for i, k in enumerate(raw["keys"].tolist())}
@@ -499,7 +500,7 @@ def test_repack(tmp_path, monkeypatch, capsys):
         rec = store.manifest["structures"][sid]
         assert rec["H_step_eV"] == 1e-5 and rec["repacked"][-1]["from"] == shard
 
-    from uniham.data.store import ROUNDING_KPTS
+    from uniham.data.encoding import ROUNDING_KPTS
 
     # 5e-5 eV where the bands stay within 1 meV; Cs (17 A of small far elements adding up: ~10 meV at
     # 5e-5 eV) takes a finer step, and from a 1e-5 grid never 2e-5 (ties at every odd value)

@@ -9,7 +9,8 @@ import pytest
 from scipy.special import expit
 
 from uniham.data.recipe import load_recipe
-from uniham.data.store import H_STEP_EV, DatasetStore
+from uniham.data.encoding import H_STEP_EV
+from uniham.data.store import DatasetStore
 from uniham.properties.kpath import monkhorst_pack
 
 ROOT = Path(__file__).resolve().parents[1]

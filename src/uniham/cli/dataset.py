@@ -28,7 +28,7 @@ def cmd_dataset_plan(args) -> None:
         from tqdm import tqdm
 
         from uniham.data.build import bytes_per_h_element, stored_elements
-        from uniham.data.store import H_STEP_EV
+        from uniham.data.encoding import H_STEP_EV
         from uniham.dft.cp2k_basis import DEFAULT_BASIS
 
         basis, store = recipe.dft.get("basis", DEFAULT_BASIS), recipe.store

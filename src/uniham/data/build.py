@@ -30,7 +30,8 @@ import traceback
 import numpy as np
 
 from uniham.data.recipe import Entry, load_recipe, plan
-from uniham.data.store import FINEST_STEP, H_STEP_EV, ROUNDING_KPTS, DatasetStore, choose_step, half_keys
+from uniham.data.encoding import FINEST_STEP, H_STEP_EV, ROUNDING_KPTS, choose_step, half_keys
+from uniham.data.store import DatasetStore
 from uniham.errors import UnihamError
 
 log = logging.getLogger(__name__)
