@@ -292,6 +292,48 @@ def test_time_budget_stops_cleanly(cp2k, tmp_path):
     assert img.shape[1] > img.shape[0] > 300
 
 
+def test_build_on_a_running_scheduler(cp2k, tmp_path):
+    """--scheduler: the structures run on the workers of a Dask scheduler started elsewhere (as on SLURM,
+    where dask-jobqueue submits the workers as batch jobs), here a scheduler and one worker as separate
+    processes; the build, which alone writes the store, takes their results."""
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                       "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                                       "--local-directory", str(tmp_path / "worker")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                      start_new_session=True))
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            worker_pids = set(client.run(os.getpid).values())
+        assert os.getpid() not in worker_pids
+        out = tmp_path / "ds"
+        assert main(["dataset", "build", str(TINY), "--out", str(out), "--scheduler", address, "--hours", "1e-9"]) == 0
+        store = DatasetStore(out)
+        recs = store.manifest["structures"]
+        assert len(recs) + len(store.manifest["failures"]) == 2  # the first round: two per worker thread
+        assert recs and store.verify() == [] and not list(store.staging.iterdir())
+        for sid in recs:
+            assert store.load(sid, with_overlap=False).H  # real H(R) from the remote worker's CP2K run
+        with Client(address, timeout=60) as client:  # the DFT tasks ran there, not on a cluster of the build's own
+            prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+        assert [k for k in prefixes if k.startswith("dft")], prefixes
+    finally:
+        for proc in procs[::-1]:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
 def test_plan_file_and_parts(tmp_path):
     """Plan once, build anywhere: a plan file gives the same entries; parts are disjoint and cover the plan."""
     from uniham.data.build import load_plan, parse_part, select_part
