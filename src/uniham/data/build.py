@@ -3,14 +3,9 @@
 ``build`` plans the recipe, skips what the store already holds (done or failed), and submits the rest
 to a Dask cluster: a ``LocalCluster`` of single-threaded worker processes (one CP2K job per core, the
 measured throughput setting) or an existing scheduler (``--scheduler tcp://host:8786``). On a SLURM
-cluster start the scheduler and workers with dask-jobqueue, e.g.::
-
-    from dask_jobqueue import SLURMCluster
-    cluster = SLURMCluster(cores=1, processes=1, memory="4GB", walltime="04:00:00")
-    cluster.scale(jobs=200)
-    print(cluster.scheduler_address)   # pass to: uniham dataset build RECIPE --out DIR --scheduler ADDR
-
-(each worker needs uniham and CP2K; results travel back to the one process that writes the store).
+cluster ``scripts/slurm_build.py`` submits single-core worker jobs with dask-jobqueue and builds on them
+from the process that started them (each worker needs uniham and CP2K; results travel back to the one
+process that writes the store).
 Results are written by this process only, as they complete (see :mod:`uniham.data.store`).
 Stopping a build (SIGINT, or the SIGTERM a batch system sends at its time limit) kills the CP2K runs
 in flight on every worker, packs what has finished, and exits; the next build redoes only those runs.
