@@ -126,6 +126,7 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     proc = _build(out)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Traceback" not in err.decode(), err.decode()[-2000:]  # a clean finish logs no dask shutdown noise
     store = DatasetStore(out)
     after = store.manifest["structures"]
     entries, _ = plan(load_recipe(TINY))
@@ -185,6 +186,7 @@ def test_kill_9_and_resume(cp2k, tmp_path):
     proc = _build(out)
     outp, err = proc.communicate(timeout=300)
     assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
+    assert "Traceback" not in err.decode(), err.decode()[-2000:]
     assert sid in DatasetStore(out).manifest["structures"]
 
     # merge: a new folder takes every structure with its data and record; a second merge takes only
@@ -231,6 +233,7 @@ def test_stopped_cp2k_is_not_a_failure(cp2k, tmp_path):
     proc = _build(out)
     outp, err = proc.communicate(timeout=600)
     assert json.loads(outp.decode().strip().splitlines()[-1])["submitted"] == 1, err.decode()[-2000:]
+    assert "Traceback" not in err.decode(), err.decode()[-2000:]
     assert len(DatasetStore(out).manifest["structures"]) == summary["submitted"]
     # such runs recorded as failures by uniham <= 0.1.1 are forgotten (and redone) by the next build
     from uniham.data.build import build
