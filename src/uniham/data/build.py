@@ -281,8 +281,7 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     if scheduler:
         client = Client(scheduler)
     else:
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        _set_dask_log_level(logging.ERROR)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                memory_limit=0, silence_logs=logging.ERROR)
         client = Client(cluster)
@@ -355,10 +354,11 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     return summary
 
 
-def _silence_dask_logs() -> None:
-    """Run on a local worker before shutdown: no log below CRITICAL from its dask loggers."""
-    for name in ("distributed", "distributed.worker", "distributed.nanny", "distributed.core", "distributed.comm"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+def _set_dask_log_level(level: int) -> None:
+    """Dask's loggers in this process (the build's, or a local worker's through ``client.run``) log ``level`` and up."""
+    for name in ("distributed", "distributed.scheduler", "distributed.worker", "distributed.nanny",
+                 "distributed.core", "distributed.comm"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _quiet_local_workers(client) -> None:
@@ -366,7 +366,7 @@ def _quiet_local_workers(client) -> None:
     harmless "Failed to communicate with scheduler" error with a CommClosedError traceback (seen once in a
     1.35 h build of data/db1). The results are already packed by then, so the workers are silenced."""
     try:
-        client.run(_silence_dask_logs)
+        client.run(_set_dask_log_level, logging.CRITICAL)
     except Exception:  # noqa: BLE001 - a worker already gone has nothing left to log
         pass
 
