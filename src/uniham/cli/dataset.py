@@ -52,6 +52,18 @@ def cmd_dataset_build(args) -> None:
     print(json.dumps(summary))
 
 
+def cmd_dataset_zeroth(args) -> None:
+    from uniham.data.zeroth_step import zeroth_pass
+
+    if args.hours is not None and not args.hours > 0:
+        raise UnihamError(f"--hours must be positive (got {args.hours})")
+    if args.workers < 1:
+        raise UnihamError(f"--workers must be at least 1 (got {args.workers})")
+    summary = zeroth_pass(args.dir, args.out, cutoff=args.cutoff, workers=args.workers, scheduler=args.scheduler,
+                          hours=args.hours, limit=args.limit, retry_failed=args.retry_failed)
+    print(json.dumps(summary))
+
+
 def cmd_dataset_merge(args) -> None:
     from uniham.data.store import DatasetStore
 
@@ -206,6 +218,19 @@ def add_parsers(sub) -> None:
                                                "out (at most two per worker) finish, are packed, and the build exits "
                                                "(e.g. a batch job's limit minus two structures' time)")
     x.set_defaults(func=cmd_dataset_build)
+    x = dsub.add_parser("zeroth", help="H0 of every structure of a store (CP2K, atomic densities, no SCF): "
+                                       "the residual H - H0 into a sibling store; resumable")
+    x.add_argument("dir", help="the SCF dataset folder (read only)")
+    x.add_argument("--out", required=True, help="sibling folder for ΔH = H - H0 (created or resumed)")
+    x.add_argument("--cutoff", type=float, default=7.0, help="keep ΔH blocks within this distance, A (the model's range)")
+    x.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+                   help="local worker processes, one single-threaded CP2K each")
+    x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
+    x.add_argument("--hours", type=float, help="wall-clock budget: hand out no new structure after it")
+    x.add_argument("--limit", type=int, help="submit at most this many new structures")
+    x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
+    x.set_defaults(func=cmd_dataset_zeroth)
+
     x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
     x.add_argument("dir", help="dataset folder to merge into (created if missing)")
     x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")

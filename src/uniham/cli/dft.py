@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from uniham.cli._common import kmesh_arg
+from uniham.errors import UnihamError
 
 
 def cmd_dft(args) -> None:
@@ -9,12 +10,14 @@ def cmd_dft(args) -> None:
     from uniham.structure import read_structure
     from uniham.units import RYDBERG_EV
 
+    if args.zeroth_step and args.engine != "cp2k":
+        raise UnihamError("--zeroth-step is implemented for --engine cp2k only")
     atoms = read_structure(args.structure)
     if args.engine == "cp2k":
         from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
 
         settings = Cp2kSettings(kmesh=kmesh_arg(args.kmesh), cutoff=args.cutoff, threads=args.threads,
-                                executable=args.cp2k, workdir=args.keep_files,
+                                executable=args.cp2k, workdir=args.keep_files, zeroth_step=args.zeroth_step,
                                 ecut=args.ke_cutoff / RYDBERG_EV if args.ke_cutoff else None)
         if args.basis:
             settings.basis = args.basis
@@ -35,6 +38,11 @@ def cmd_dft(args) -> None:
     p = ham.provenance
     print(ham.summary())
     label = "vs CP2K's own bands" if args.engine == "cp2k" else "truncation error"
+    if args.zeroth_step:
+        print(f"zeroth-step H0 (superposed atomic densities, no SCF; k-mesh {p['settings']['kmesh']}); "
+              f"wall {p['timing']['total_s']:.1f} s")
+        print(f"written to {args.output}")
+        return
     print(f"SCF converged in {p['scf']['cycles']} cycles, E_tot = {p['scf']['energy_eV']:.6f} eV; "
           f"{label} (E <= E_F + 5 eV, off-mesh k) = {p[check]['max_band_error_meV']:.4f} meV; "
           f"wall {p['timing']['total_s']:.1f} s")
@@ -59,6 +67,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--threads", type=int, default=1, help="cp2k: OpenMP threads (1 job per core is fastest)")
     f.add_argument("--cp2k", help="cp2k: path of the CP2K executable (default: $UNIHAM_CP2K or PATH)")
     f.add_argument("--keep-files", metavar="DIR", help="cp2k: keep CP2K's input, output and matrices in DIR")
+    f.add_argument("--zeroth-step", action="store_true",
+                   help="cp2k: no SCF; H0 = Kohn-Sham matrix of the superposed atomic densities (same basis, "
+                        "cutoff; k-mesh 1x1x1 unless --kmesh N1,N2,N3: it does not change H0)")
     f.add_argument("--interp-kmesh", default="auto", help="pyscf: k-mesh whose H(k) is Fourier transformed to H(R)")
     f.add_argument("--df", default="fft", choices=["fft", "multigrid"], help="pyscf: density fitting")
     f.set_defaults(func=cmd_dft)

@@ -59,7 +59,8 @@ def cmd_evaluate(args) -> None:
     _torch_threads(args.threads)
     from uniham.model.evaluate import evaluate
 
-    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split)
+    res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split,
+                   max_band_structures=args.band_structures)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     extra = ""
@@ -69,6 +70,14 @@ def cmd_evaluate(args) -> None:
     print("per element (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_element_meV"].items()))
     print("per orbital pair (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_per_orbital_pair_meV"].items()))
     print("by distance (meV): " + ", ".join(f"{k} {v:.2f}" for k, v in res["mae_by_distance_meV"].items()))
+    bm = res["band_metric"]
+    what = "H0 + network ΔH" if res["target"]["kind"] == "delta_h0" else "network H"
+    print(f"band MAE ({what}; E_ref +- 2 eV, Gamma + 7 k, median shift removed): median {bm['median_meV']:.2f} meV, "
+          f"90th percentile {bm['p90_meV']:.2f} meV over {bm['n']} structures")
+    if "h0_alone_band_metric" in res:
+        h0 = res["h0_alone_band_metric"]
+        print(f"band MAE of H0 alone (no network): median {h0['median_meV']:.2f} meV, "
+              f"90th percentile {h0['p90_meV']:.2f} meV")
     for b in res.get("bands", []):
         print(f"bands {b['id']}: E_F +- 3 eV, max error {b['aligned_meV']:.2f} meV aligned, "
               f"{b['absolute_meV']:.2f} meV absolute")
@@ -99,7 +108,9 @@ def add_parsers(sub) -> None:
     x.add_argument("--data", required=True, nargs="+", help="dataset folder(s) or DeepH-dock folder(s)")
     x.add_argument("--json")
     x.add_argument("--plots", help="folder for band-structure comparison plots")
-    x.add_argument("--bands", type=int, default=3, help="structures whose bands are compared")
+    x.add_argument("--bands", type=int, default=3, help="structures whose bands are plotted (with --plots)")
+    x.add_argument("--band-structures", type=int, default=None,
+                   help="band metric on the first N structures only (default: all)")
     x.add_argument("--split", choices=["train", "validation", "test"],
                    help="only the structures this split holds by the training run's rule (on a bigger folder, e.g. "
                         "the full store of a subset, also ones the run never had; never one it trained on)")

@@ -91,9 +91,23 @@ def ill_conditioned_reason(ham, step: float, err_meV: float, store: dict) -> str
             f"the bands by {err_meV:.0f} meV (> h_band_tol {float(store['h_band_tol']):g} meV); not stored")
 
 
+def task_failure(sid: str, base: dict, exc: Exception, t0: float) -> dict:
+    """The result of a worker task whose DFT raised ``exc`` (call it in the ``except`` block): a stopped CP2K
+    (the build is being stopped) is no failure and is redone; anything else is a failure with the reason."""
+    from uniham.dft.cp2k_engine import Cp2kInterrupted
+
+    if isinstance(exc, Cp2kInterrupted):
+        return {"id": sid, "ok": False, "interrupted": True, "record": base | {"reason": str(exc)}}
+    if isinstance(exc, UnihamError):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=2).splitlines()[-1]})"
+    return {"id": sid, "ok": False, "record": base | {"reason": reason, "wall_s": time.perf_counter() - t0}}
+
+
 def compute(entry_json: dict, dft: dict, store: dict) -> dict:
     """Run one structure's DFT (in a worker) -> {"id", "ok", "data"/"record"}; never raises."""
-    from uniham.dft.cp2k_engine import Cp2kInterrupted, Cp2kSettings, run_dft
+    from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
 
     sid = entry_json["id"]
     t0 = time.perf_counter()
@@ -103,14 +117,8 @@ def compute(entry_json: dict, dft: dict, store: dict) -> dict:
         entry = Entry.from_json(entry_json)
         settings = Cp2kSettings(**({"n_check_kpoints": 1} | dft))
         ham = run_dft(entry.atoms, settings)
-    except Cp2kInterrupted as exc:  # the build is being stopped: not a failure, the next build redoes it
-        return {"id": sid, "ok": False, "interrupted": True, "record": base | {"reason": str(exc)}}
-    except UnihamError as exc:
-        return {"id": sid, "ok": False, "record": base | {"reason": str(exc), "wall_s": time.perf_counter() - t0}}
     except Exception as exc:  # noqa: BLE001 - a worker must report, not die: the reason is recorded
-        tb = traceback.format_exc(limit=2).splitlines()[-1]
-        return {"id": sid, "ok": False, "record": base | {"reason": f"{type(exc).__name__}: {exc} ({tb})",
-                                                            "wall_s": time.perf_counter() - t0}}
+        return task_failure(sid, base, exc, t0)
     box = ham.atoms
     pos, cell = box.positions, box.cell.array
     reach = stored_range(box.get_chemical_symbols(), settings.basis, store)
@@ -188,19 +196,22 @@ def copy_index(sid: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def balanced_order(todo: list, counts: dict[str, int]) -> list:
+def balanced_order(todo: list, counts: dict[str, int], elements=None) -> list:
     """Order of computation: copy 0 (every element, prototype, molecule, layer once) before copy 1, and
     within a copy the structure whose rarest element is the rarest so far first, so that a database
     stopped at any point covers the periodic table evenly. ``counts``: structures per element already
     done (updated as structures are taken). Ties keep the plan order. Only the order changes, never the set.
+    ``elements``: item -> its set of element symbols (default: the symbols of a plan :class:`Entry`).
     """
+    if elements is None:
+        elements = lambda e: set(e.atoms.get_chemical_symbols())  # noqa: E731
     import heapq
 
     counts = dict(counts)
 
     def key(k: int) -> tuple:
         e = todo[k]
-        return (copy_index(e.id), min(counts.get(x, 0) for x in set(e.atoms.get_chemical_symbols())), k)
+        return (copy_index(e.id), min(counts.get(x, 0) for x in elements(e)), k)
 
     heap = [key(k) for k in range(len(todo))]
     heapq.heapify(heap)
@@ -213,7 +224,7 @@ def balanced_order(todo: list, counts: dict[str, int]) -> list:
             continue
         e = todo[item[2]]
         out.append(e)
-        for x in set(e.atoms.get_chemical_symbols()):
+        for x in elements(e):
             counts[x] = counts.get(x, 0) + 1
     return out
 
@@ -238,9 +249,6 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     finish and are packed, and the summary's ``not_started`` counts what the next run will do. The first
     round is always handed out.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-    from tqdm import tqdm
-
     recipe = load_recipe(recipe_path)
     entries, skipped = load_plan(plan_file, recipe) if plan_file else plan(recipe)
     entries = select_part(entries, part)
@@ -276,6 +284,27 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
                "already_failed": len(failed), "submitted": len(todo), "done": 0, "failed": 0}
     if not todo:
         return summary
+    dft = dict(recipe.dft)
+    store_opts = DEFAULT_STORE | recipe.store
+    tasks = ((f"dft-{e.id}", compute, (e.to_json(), dft, store_opts)) for e in todo)
+    summary |= run_tasks(store, tasks, len(todo), workers=workers, scheduler=scheduler, hours=hours,
+                         progress=progress, desc="DFT")
+    return summary
+
+
+def run_tasks(store: DatasetStore, tasks, n_tasks: int, workers: int = 2, scheduler: str | None = None,
+              hours: float | None = None, progress: bool = True, desc: str = "DFT") -> dict:
+    """Run ``tasks`` (an iterable of (key, function, args); each function returns a result dict for
+    :meth:`DatasetStore.stage` and never raises) on Dask and stage every result as it completes.
+
+    A ``LocalCluster`` of ``workers`` single-threaded processes, or the running ``scheduler``. Two tasks per
+    worker thread are in flight; after ``hours`` none is handed out (those in flight finish). SIGINT/SIGTERM
+    kill the CP2K runs in flight, pack what finished and re-raise :class:`KeyboardInterrupt`. Returns counts:
+    started, done, failed, interrupted, not_started, wall_h, per_hour."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm import tqdm
+
+    summary = {"started": 0, "done": 0, "failed": 0}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cluster = None
     if scheduler:
@@ -286,10 +315,8 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
                                memory_limit=0, silence_logs=logging.ERROR)
         client = Client(cluster)
     run_token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # which invocation computed a structure
-    dft = dict(recipe.dft)
-    store_opts = DEFAULT_STORE | recipe.store
     t_end = time.time() + 3600 * hours if hours is not None else None
-    pending = iter(todo)
+    pending = iter(tasks)
     queue = as_completed(loop=client.loop)
 
     def window() -> int:  # two structures per worker thread in flight (workers may join a remote scheduler)
@@ -299,15 +326,15 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         while queue.count() < window():
             if not first and t_end is not None and time.time() > t_end:
                 return
-            e = next(pending, None)
-            if e is None:
+            task = next(pending, None)
+            if task is None:
                 return
-            queue.add(client.submit(compute, e.to_json(), dft, store_opts, key=f"dft-{e.id}", pure=False))
+            key, fn, args = task
+            queue.add(client.submit(fn, *args, key=key, pure=False))
             summary["started"] += 1
 
-    summary["started"] = 0
     t_start = time.time()
-    bar = tqdm(total=len(todo), desc=f"DFT ({workers if not scheduler else 'remote'} workers)", unit="structure",
+    bar = tqdm(total=n_tasks, desc=f"{desc} ({workers if not scheduler else 'remote'} workers)", unit="structure",
                disable=not progress, smoothing=0.05)
     old_term = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM (scancel, a time limit) stops it like ^C
@@ -332,8 +359,8 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         killed = _stop_workers_cp2k(client)
         store.consolidate(force=True)
-        log.warning("build stopped: %d structures done this run and packed, %d CP2K runs in flight killed "
-                    "(the next build redoes them)", summary["done"] + summary["failed"], killed)
+        log.warning("stopped: %d structures done this run and packed, %d CP2K runs in flight killed "
+                    "(the next run redoes them)", summary["done"] + summary["failed"], killed)
         raise
     finally:
         if old_term is not None:
@@ -344,7 +371,7 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
         client.close()
         if cluster is not None:
             cluster.close()
-    summary["not_started"] = len(todo) - summary["started"]
+    summary["not_started"] = n_tasks - summary["started"]
     # throughput of this run, packing included: what `--hours` budgets on this machine or cluster
     summary["wall_h"] = round((time.time() - t_start) / 3600, 4)
     summary["per_hour"] = round((summary["done"] + summary["failed"]) / max(summary["wall_h"], 1e-9), 1)

@@ -90,6 +90,9 @@ class DatasetStore:
         the whole text) takes the new recipe: its structures and DFT are the same, new structures are stored
         by the new [store] rule, and every record keeps its own (``cutoff_A``, ``range_eps``)."""
         if self.manifest_path.exists():
+            if self.manifest.get("derived"):
+                raise UnihamError(f"{self.root} holds {self.manifest['derived']['kind']} derived from "
+                                  f"{self.manifest['derived']['source']}, not a recipe's DFT: not a build target")
             if self.manifest["recipe_hash"] != recipe.hash or self._stored_recipe().get("store", {}) != recipe.store:
                 self._adopt(recipe)
             return
@@ -98,6 +101,29 @@ class DatasetStore:
         self.staging.mkdir(exist_ok=True)
         atomic_write_bytes(self.root / "recipe.toml", recipe.text.encode())
         self._manifest = {"format": "uniham-dataset-1", "recipe": recipe.name, "recipe_hash": recipe.hash,
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "shards": {}, "structures": {},
+                          "failures": {}}
+        self._save_manifest()
+
+    def create_derived(self, source: DatasetStore, derived: dict) -> None:
+        """Create a folder of per-structure data derived from the structures of ``source`` (same recipe,
+        same ids), e.g. the zeroth-step residual of :mod:`uniham.data.zeroth_step`; ``derived`` (kind,
+        parameters) is kept in the manifest and must match on every later run."""
+        derived = {"source": os.path.relpath(source.root.resolve(), self.root.resolve()),  # found from either side
+                   "source_recipe_hash": source.manifest["recipe_hash"]} | derived
+        if self.manifest_path.exists():
+            old = self.manifest.get("derived")
+            same = old and all(old.get(k) == v for k, v in derived.items() if k != "source")
+            if not same:
+                raise UnihamError(f"{self.root} was made by other settings ({old or 'a recipe build'}); "
+                                  "use a new --out folder")
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.shards.mkdir(exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
+        atomic_write_bytes(self.root / "recipe.toml", (source.root / "recipe.toml").read_bytes())
+        self._manifest = {"format": "uniham-dataset-1", "recipe": source.manifest["recipe"],
+                          "recipe_hash": source.manifest["recipe_hash"], "derived": derived,
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "shards": {}, "structures": {},
                           "failures": {}}
         self._save_manifest()

@@ -22,6 +22,7 @@ CODATA 2006, a relative difference of 9e-8). The energy zero is CP2K's (average 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -81,6 +82,7 @@ class Cp2kSettings:
     n_check_kpoints: int = 3  # random off-mesh k compared with CP2K's own band printout
     seed: int = 0
     workdir: str | None = None  # keep CP2K's files here; None = temporary directory, removed
+    zeroth_step: bool = False  # H0: the Kohn-Sham matrix of the superposed atomic densities, no SCF (see run_dft)
 
 
 def find_cp2k(executable: str | None = None) -> str:
@@ -95,6 +97,7 @@ def find_cp2k(executable: str | None = None) -> str:
     raise UnihamError(f"CP2K not found on PATH (cp2k.ssmp, cp2k.psmp, cp2k); {INSTALL_HINT}")
 
 
+@functools.lru_cache(maxsize=8)
 def cp2k_version(executable: str) -> str:
     try:
         out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
@@ -145,7 +148,11 @@ def choose_kmesh(atoms: Atoms, s: Cp2kSettings) -> tuple[int, int, int]:
 
 
 def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut: float, n_added: int,
-           check_k: np.ndarray) -> str:
+           check_k: np.ndarray, cp2k_year: int = 2023) -> str:
+    """CP2K input text. With ``s.zeroth_step``: one SCF iteration from the atomic guess (``MAX_SCF 1``,
+    ``SCF_GUESS ATOMIC``), whose Kohn-Sham matrix, built before the first diagonalization, is what
+    ``KS_CSR_WRITE`` prints; from CP2K 2024.1 on an unconverged SCF aborts before the prints unless
+    ``IGNORE_CONVERGENCE_FAILURE`` is set (2023.1 only warns and has no such keyword)."""
     cell = box.cell.array
     kinds = "\n".join(
         f"    &KIND {sym}\n      BASIS_SET {b.name}\n      POTENTIAL {potential_name(b, s.xc)}\n    &END KIND"
@@ -167,6 +174,9 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
 {sets}      &END BAND_STRUCTURE
 """
     basis_file = s.basis_file if os.path.isabs(s.basis_file) else str(data_dir() / s.basis_file)
+    zeroth = ""
+    if s.zeroth_step:
+        zeroth = "      SCF_GUESS ATOMIC\n" + ("      IGNORE_CONVERGENCE_FAILURE T\n" if cp2k_year >= 2024 else "")
     kt_kelvin = s.smearing / 8.617333262e-5
     return f"""&GLOBAL
   PROJECT uniham
@@ -192,8 +202,8 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
     &END KPOINTS
     &SCF
       EPS_SCF {s.eps_scf:.3E}
-      MAX_SCF {s.max_scf}
-      ADDED_MOS {n_added}
+      MAX_SCF {1 if s.zeroth_step else s.max_scf}
+{zeroth}      ADDED_MOS {n_added}
       &SMEAR ON
         METHOD FERMI_DIRAC
         ELECTRONIC_TEMPERATURE [K] {kt_kelvin:.4f}
@@ -376,6 +386,23 @@ def parse_band_printout(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(kpts), np.array(energies)
 
 
+def _year(version: str) -> int:
+    """2023 from "2023.1" (CP2K's release year; 2023 when unknown, the Debian 12 package)."""
+    m = re.match(r"(\d{4})", version)
+    return int(m.group(1)) if m else 2023
+
+
+def _zeroth_facts(text: str) -> dict:
+    """What a ``MAX_SCF 1`` run says: exactly one SCF iteration (the KS matrix printed is the one built on the
+    atomic guess, before any diagonalization changed the density)."""
+    steps = re.findall(r"^\s+(\d+) \S+/Diag\.", text, re.MULTILINE)
+    if steps[-1:] != ["1"] or "ATOMIC" not in text.upper():
+        raise UnihamError("CP2K did not run exactly one SCF iteration from the atomic guess: no zeroth-step H0")
+    energy = re.findall(r"Total energy:\s+(-?\d+\.\d+)", text)
+    return {"converged": None, "zeroth_step": True, "cycles": 1,
+            "energy_eV": float(energy[-1]) * HARTREE_EV if energy else None, "fermi_eV": None}
+
+
 def _scf_facts(text: str, s: Cp2kSettings) -> dict:
     if re.search(r"SCF run NOT converged", text) or not re.search(r"SCF run converged in\s+\d+ steps", text):
         raise UnihamError(f"CP2K SCF did not converge in {s.max_scf} steps (EPS_SCF {s.eps_scf:g}); "
@@ -392,6 +419,13 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
 
     Molecules and slabs get vacuum cell vectors (:func:`uniham.structure.ensure_box`) and a single
     k-point along non-periodic directions; CP2K itself treats the box as periodic.
+
+    ``settings.zeroth_step``: instead of the SCF, the zeroth-step Hamiltonian H0 = H[rho_atoms], the
+    Kohn-Sham matrix (kinetic + pseudopotential + Hartree + XC) of the superposition of CP2K's spherical
+    atomic densities (renormalized to the electron count), in the same basis, cutoff and EPS_DEFAULT as
+    the SCF would use. The density is fixed, so the k-mesh is 1x1x1 unless one is given (H0 is the same
+    to 0.0 meV) and no band check is made; ``fermi_level`` is NaN (count electrons on H0 if needed).
+    Its energy zero is CP2K's, as for the SCF's H.
     """
     import uniham
 
@@ -402,8 +436,11 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     symbols = box.get_chemical_symbols()
     bases = element_bases(symbols, s)
     exe = find_cp2k(s.executable)
+    # (the SCF asks after the run: a stopped build must find CP2K itself as the first child, not --version)
+    version = cp2k_version(exe) if s.zeroth_step else None
     ecut = choose_cutoff(bases, s)
-    kmesh = choose_kmesh(box, s)
+    # the atomic density does not depend on k: H0 of a 1x1x1 mesh (real-space images kept) is that of any mesh
+    kmesh = (1, 1, 1) if s.zeroth_step and not s.kmesh else choose_kmesh(box, s)
     obases = [bases[x].orbital_basis() for x in symbols]
     offsets = np.concatenate([[0], np.cumsum([b.dim for b in obases])])
     ao_atom = np.repeat(np.arange(len(box)), np.diff(offsets))
@@ -414,7 +451,7 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
         raise UnihamError(f"basis {s.basis} has no empty orbital for {box.get_chemical_formula()} "
                           f"({offsets[-1]} orbitals, {n_electrons:g} electrons): smearing needs some; use a larger basis")
     rng = np.random.default_rng(s.seed)
-    check_k = rng.uniform(-0.5, 0.5, size=(s.n_check_kpoints, 3)) * box.pbc
+    check_k = rng.uniform(-0.5, 0.5, size=(0 if s.zeroth_step else s.n_check_kpoints, 3)) * box.pbc
     log.info("CP2K %s: %d atoms, %d orbitals, cutoff %.0f Ry, k-mesh %s", exe, len(box), offsets[-1], ecut, kmesh)
 
     tmp = None
@@ -427,10 +464,11 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
         tmp = tempfile.TemporaryDirectory(prefix="uniham-cp2k-")
         workdir = Path(tmp.name)
     try:
-        (workdir / "uniham.inp").write_text(_input(box, bases, s, kmesh, ecut, n_added, check_k))
+        (workdir / "uniham.inp").write_text(_input(box, bases, s, kmesh, ecut, n_added, check_k, _year(version or "")))
         text = _run(exe, workdir, s, progress)
         t_run = time.perf_counter() - t0
-        scf = _scf_facts(text, s)
+        version = version or cp2k_version(exe)
+        scf = _zeroth_facts(text) if s.zeroth_step else _scf_facts(text, s)
         H = to_uniham_images(read_csr_images(workdir, "KS", _image_table(text, "KS"), ao_atom, offsets), image_shift)
         S = to_uniham_images(read_csr_images(workdir, "S", _image_table(text, " S"), ao_atom, offsets), image_shift)
         band_k, band_e = parse_band_printout(workdir / "check.bs") if len(check_k) else (np.zeros((0, 3)), None)
@@ -448,12 +486,14 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     zero = lambda k: np.zeros((obases[k[3]].dim, obases[k[4]].dim))
     S = {k: S.get(k, zero(k)) for k in H}
     basis = {x: bases[x].orbital_basis() for x in dict.fromkeys(symbols)}
-    fermi = scf["fermi_eV"] if scf["fermi_eV"] is not None else float("nan")
+    # H0 has no Fermi level of its own (its one diagonalization is at the k of a 1x1x1 mesh): NaN, readers count
+    fermi = scf["fermi_eV"] if scf["fermi_eV"] is not None and not s.zeroth_step else float("nan")
     ham = Hamiltonian(box, basis, H, S, fermi, n_electrons, False)
     check = _check_bands(ham, band_k, band_e, fermi)
     ham.provenance = {
         "engine": "cp2k",
-        "versions": {"cp2k": cp2k_version(exe), "uniham": uniham.__version__, "numpy": np.__version__},
+        "hamiltonian": "zeroth-step H0 (superposed atomic densities, no SCF)" if s.zeroth_step else "SCF",
+        "versions": {"cp2k": version, "uniham": uniham.__version__, "numpy": np.__version__},
         "executable": exe,
         "settings": asdict(s) | {"kmesh": list(kmesh), "ecut_Ry": ecut, "added_mos": n_added},
         "basis_set": {x: {"name": b.name, "file": s.basis_file, "definition": b.text,

@@ -115,7 +115,8 @@ def write_deeph_dock(ham: Hamiltonian, path, dtype=np.float64) -> Path:
             "orbits_quantity": ham.norb,
             "orthogonal_basis": ham.S is None,
             "spinful": False,
-            "fermi_energy_eV": ham.fermi_level,
+            # null, not NaN, when unknown (a zeroth-step H0 has none): NaN is not JSON
+            "fermi_energy_eV": ham.fermi_level if ham.fermi_level is not None and np.isfinite(ham.fermi_level) else None,
             "elements_orbital_map": {el: list(ham.basis[el].shells) for el in symbols},
             "pbc": [bool(x) for x in ham.atoms.pbc],
         }

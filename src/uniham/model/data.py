@@ -32,6 +32,12 @@ class Item:
     load: object
     key: str = ""
     record: dict | None = None
+    # "H" (the DFT Hamiltonian) or "delta_h0" (a ΔH store's ΔH = H - H0: :mod:`uniham.data.zeroth_step`)
+    target: str = "H"
+    # delta_h0 items: () -> the SCF Hamiltonian (full stored range, S), against which bands are judged
+    reference: object = None
+    # delta_h0 items: the CP2K settings of H0 (Cp2kSettings fields), which prediction must use again
+    prior: dict | None = None
 
     def __post_init__(self):
         self.key = self.key or self.id
@@ -49,8 +55,18 @@ def discover(paths) -> list[Item]:
         if (p / "manifest.json").exists():
             store = DatasetStore(p)
             recs = store.manifest["structures"]
+            kind = (store.manifest.get("derived") or {}).get("kind", "H")
+            if kind not in ("H", "delta_h0"):
+                raise UnihamError(f"{p}: holds {kind!r}, which the network cannot learn")
+            src = None
+            if kind == "delta_h0":
+                from uniham.data.zeroth_step import source_store
+
+                src = source_store(store)
             items += [Item(f"{p.name}/{sid}", (lambda with_overlap=True, s=sid, st=store: st.load(s, with_overlap)),
-                           sid, recs[sid]) for sid in store.ids()]
+                           sid, recs[sid], kind, (lambda s=sid: src.load(s)) if src is not None else None,
+                           store.manifest["derived"]["dft"] if src is not None else None)
+                      for sid in store.ids()]
             continue
         try:
             guess_format(p)

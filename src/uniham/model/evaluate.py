@@ -36,8 +36,11 @@ def split_items(items: list, ckpt: dict, split: str) -> tuple[list, int]:
 
 
 def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None,
-             split: str | None = None) -> dict:
-    """``split`` ("train", "validation", "test"): only the structures of that split (:func:`split_items`)."""
+             split: str | None = None, max_band_structures: int | None = None) -> dict:
+    """H MAE (of what the model learns: H, or ΔH = the H MAE of H0 + ΔH_pred within its range) and the band
+    metric on every structure (``max_band_structures``: the first N); band plots of the first ``n_bands``
+    with ``plots``. ``split`` ("train", "validation", "test"): only the structures of that split
+    (:func:`split_items`)."""
     from uniham.errors import UnihamError
 
     ckpt = load_checkpoint(ckpt_path)
@@ -50,22 +53,79 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
         items, unseen = split_items(items, ckpt, split)
         if not items:
             raise UnihamError(f"no structure of the {split!r} split of {ckpt_path} is in {data_paths}")
+    target = ckpt.get("target") or {"kind": "H"}
+    if {it.target for it in items} != {target["kind"]}:
+        raise UnihamError(f"{ckpt_path} learns {target['kind']!r}; {data_paths} hold "
+                          f"{sorted({it.target for it in items})}: evaluate on data of the model's kind")
     samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free")
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
-    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split,
-            "n_not_in_training_data": unseen, "bands": []}
+    res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "target": target,
+            "n_not_in_training_data": unseen}
+    res |= band_table(items, ckpt_path, max_structures=max_band_structures)
     from tqdm import tqdm
 
-    for it in tqdm(items[:n_bands], desc="bands DFT vs model", unit="structure", leave=False):
-        res["bands"].append(compare_bands(it, ckpt_path, plots))
+    from uniham.model.predict import LoadedModel
+
+    lm = LoadedModel(ckpt_path)
+    res["bands"] = [compare_bands(it, lm, plots) for it in tqdm(items[:n_bands], desc="band plots", unit="structure",
+                                                                 leave=False, disable=not plots)]
     return res
 
 
-def compare_bands(item, ckpt_path, plots=None) -> dict:
-    from uniham.model.predict import band_errors, predict
+def predicted_pair(item, lm) -> tuple:
+    """(DFT Hamiltonian, predicted one) of a data item. A delta_h0 item's prediction is H - ΔH_stored + ΔH_pred
+    on the network's blocks (= H0 + ΔH_pred there; beyond them H0 ≈ H, as its record says), so no CP2K run."""
+    from uniham.hamiltonian import Hamiltonian
+    from uniham.model.predict import predict
 
-    ref = item.load()
-    pred = predict(ref.atoms, ckpt_path, fermi=False)
+    if item.target != "delta_h0":
+        ref = item.load()
+        return ref, predict(ref.atoms, lm, fermi=False)
+    ref, stored = item.reference(), item.load(with_overlap=False).H
+    net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()))
+    H = dict(ref.H)
+    for k, v in net.items():
+        if k in H:
+            H[k] = H[k] - stored.get(k, 0.0) + v
+    return ref, Hamiltonian(ref.atoms, ref.basis, H, ref.S, None, ref.n_electrons, False)
+
+
+def zeroth_step_alone(item):
+    """The H0 of a delta_h0 item (H - ΔH_stored), as a Hamiltonian: the "no network" baseline."""
+    from uniham.hamiltonian import Hamiltonian
+
+    ref, stored = item.reference(), item.load(with_overlap=False).H
+    H = {k: v - stored[k] if k in stored else v for k, v in ref.H.items()}
+    return ref, Hamiltonian(ref.atoms, ref.basis, H, ref.S, None, ref.n_electrons, False)
+
+
+def band_table(items, ckpt_path, max_structures: int | None = None, progress: bool = True) -> dict:
+    """The band metric (:mod:`uniham.properties.band_metric`) of the model on every item (or the first
+    ``max_structures``): per structure and summarized (median, 90th percentile); for ΔH data also that of H0
+    alone, the baseline a delta model must beat."""
+    from tqdm import tqdm
+
+    from uniham.model.predict import LoadedModel
+    from uniham.properties.band_metric import band_metric, summarize
+
+    lm = LoadedModel(ckpt_path)
+    rows = []
+    for it in tqdm(items[:max_structures], desc="band metric", unit="structure", leave=False, disable=not progress):
+        ref, pred = predicted_pair(it, lm)
+        row = {"id": it.id} | band_metric(pred, ref)
+        if it.target == "delta_h0":
+            row["h0_alone_band_mae_meV"] = band_metric(zeroth_step_alone(it)[1], ref)["band_mae_meV"]
+        rows.append(row)
+    out = {"band_metric": summarize(r["band_mae_meV"] for r in rows), "band_metric_per_structure": rows}
+    if rows and "h0_alone_band_mae_meV" in rows[0]:
+        out["h0_alone_band_metric"] = summarize(r["h0_alone_band_mae_meV"] for r in rows)
+    return out
+
+
+def compare_bands(item, lm, plots=None) -> dict:
+    from uniham.model.predict import band_errors
+
+    ref, pred = predicted_pair(item, lm)
     out = {"id": item.id} | band_errors(pred, ref)
     if plots:
         _plot(ref, pred, Path(plots) / f"{item.id.replace('/', '_')}.png", out)

@@ -23,59 +23,106 @@ from uniham.model.graph import EdgeRange, structure_graph
 from uniham.model.train import load_checkpoint, model_from_checkpoint
 
 
+class LoadedModel:
+    """A checkpoint made ready for inference: the network (EMA weights, eval mode), its basis family, what it
+    learns (``target``: "H" or "delta_h0" with the H0 settings) and the elements it was trained on."""
+
+    def __init__(self, ckpt_path, dtype=torch.float32):
+        from uniham.dft.cp2k_basis import DEFAULT_BASIS
+
+        self.path = str(ckpt_path)
+        self.ckpt = load_checkpoint(ckpt_path)
+        self.model = model_from_checkpoint(self.ckpt).to(dtype)
+        self.model.eval()
+        self.dtype = dtype
+        self.family = self.ckpt.get("basis_family") or DEFAULT_BASIS
+        self.target = self.ckpt.get("target") or {"kind": "H"}
+        self.trained = {int(z) for z in self.ckpt.get("elements_seen", [])}
+
+    def bases(self, symbols) -> dict:
+        from uniham.dft.cp2k_basis import load_basis
+
+        try:
+            return {x: load_basis(x, self.family) for x in dict.fromkeys(symbols)}
+        except UnihamError as exc:
+            raise UnihamError(f"the model's basis {self.family}: {exc}") from None
+
+    def blocks(self, box: Atoms, bases: dict) -> dict:
+        """{(R1,R2,R3,i,j): block (eV, float64)} the network gives for every atom and every edge of its graph
+        (H itself, or ΔH for a delta_h0 model)."""
+        layout, symbols = self.model.layout, box.get_chemical_symbols()
+        index = {}
+        for x, b in bases.items():
+            try:
+                index[x] = layout.element_index(b.orbital_basis())
+            except ValueError:
+                raise UnihamError(f"{x} ({b.orbital_basis()}) does not fit the model's orbital layout "
+                                  f"{dict(layout.counts)}") from None
+        graph = structure_graph(box, self.model.edge_range(), self.dtype)
+        with torch.no_grad():
+            hs, he = self.model(graph)
+        hs, he = hs.double().numpy(), he.double().numpy()
+        H = {(0, 0, 0, a, a): hs[a][np.ix_(index[x], index[x])] for a, x in enumerate(symbols)}
+        ei, ej = graph["edge_index"].numpy()
+        for e, (a, b, s) in enumerate(zip(ei, ej, graph["shift"].numpy())):
+            H[(int(s[0]), int(s[1]), int(s[2]), int(a), int(b))] = he[e][np.ix_(index[symbols[a]], index[symbols[b]])]
+        return H
+
+
 def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) -> Hamiltonian:
+    """The Hamiltonian of ``atoms`` from the checkpoint (a path or a :class:`LoadedModel`): the network's
+    blocks (direct model), or H0 + the network's ΔH (delta_h0 model: H0 by CP2K over its full range)."""
     from ase.data import atomic_numbers
 
     import uniham
-    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis, overlap_over_range
+    from uniham.dft.cp2k_basis import overlap_blocks, overlap_over_range
     from uniham.properties.bands import resolve_fermi
     from uniham.structure import ensure_box
 
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt).to(dtype)
-    model.eval()
-    family = ckpt.get("basis_family") or DEFAULT_BASIS
+    lm = ckpt_path if isinstance(ckpt_path, LoadedModel) else LoadedModel(ckpt_path, dtype)
     box = ensure_box(atoms)
     symbols = box.get_chemical_symbols()
-    try:
-        bases = {x: load_basis(x, family) for x in dict.fromkeys(symbols)}
-    except UnihamError as exc:
-        raise UnihamError(f"the model's basis {family}: {exc}") from None
-    layout = model.layout
-    index = {}
-    for x, b in bases.items():
-        try:
-            index[x] = layout.element_index(b.orbital_basis())
-        except ValueError:
-            raise UnihamError(f"{x} ({b.orbital_basis()}) does not fit the model's orbital layout "
-                              f"{dict(layout.counts)}") from None
-    trained = {int(z) for z in ckpt.get("elements_seen", [])}
-    graph = structure_graph(box, model.edge_range(), dtype)
-    with torch.no_grad():
-        hs, he = model(graph)
-    hs, he = hs.double().numpy(), he.double().numpy()
-    H = {}
-    for a, x in enumerate(symbols):
-        ia = index[x]
-        H[(0, 0, 0, a, a)] = hs[a][np.ix_(ia, ia)]
-    ei, ej = graph["edge_index"].numpy()
-    for e, (a, b, s) in enumerate(zip(ei, ej, graph["shift"].numpy())):
-        H[(int(s[0]), int(s[1]), int(s[2]), int(a), int(b))] = he[e][np.ix_(index[symbols[a]], index[symbols[b]])]
+    bases = lm.bases(symbols)
+    H = lm.blocks(box, bases)
     t_net = time.perf_counter() - t0
-    # H stops at the model cutoff, S at its own range (else S(k) can lose positive definiteness)
-    S = overlap_over_range(box, bases, also=H)
+    timing = {}
+    if lm.target["kind"] == "delta_h0":  # H = H0 + ΔH_pred: H0 over its full range, ΔH on the model's edges
+        t1 = time.perf_counter()
+        h0 = zeroth_step_prior(box, lm.target["h0"], lm.family)
+        timing["h0_s"] = time.perf_counter() - t1
+        missing = [k for k in H if k not in h0.H]
+        for k, v in h0.H.items():
+            H[k] = H[k] + v if k in H else v
+        S = dict(h0.S)  # CP2K's own S on every H0 block (equal to the PySCF integrals to 1e-9)
+        if missing:
+            S |= overlap_blocks(symbols, box.positions, box.cell.array, bases, missing)
+    else:  # H stops at the model cutoff, S at its own range (else S(k) can lose positive definiteness)
+        S = overlap_over_range(box, bases, also=H)
     n_el = float(sum(bases[x].valence for x in symbols))
     ham = Hamiltonian(box, {x: b.orbital_basis() for x, b in bases.items()}, H, S, None, n_el, False)
     if fermi and ham.norb <= 3000:
         ham.fermi_level = resolve_fermi(ham)[0]
     ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
-                      "checkpoint": str(ckpt_path), "checkpoint_step": ckpt.get("step"),
-                      "model_config": ckpt["model_config"], "basis_family": family,
-                      "untrained_elements": sorted({x for x in symbols if trained and atomic_numbers[x] not in trained}),
-                      "beyond_cutoff": beyond_cutoff(bases, model.edge_range()),
-                      "timing": {"network_s": t_net, "total_s": time.perf_counter() - t0}}
+                      "checkpoint": lm.path, "checkpoint_step": lm.ckpt.get("step"),
+                      "model_config": lm.ckpt["model_config"], "basis_family": lm.family, "target": lm.target,
+                      "untrained_elements": sorted({x for x in symbols if lm.trained and atomic_numbers[x] not in lm.trained}),
+                      # (a delta_h0 model's H0 has every block: nothing is cut)
+                      "beyond_cutoff": {} if lm.target["kind"] == "delta_h0" else beyond_cutoff(bases, lm.model.edge_range()),
+                      "timing": {"network_s": t_net, **timing, "total_s": time.perf_counter() - t0}}
     return ham
+
+
+def zeroth_step_prior(box: Atoms, settings: dict, family: str) -> Hamiltonian:
+    """H0 of ``box`` by CP2K with the settings the model's ΔH data was made with (basis, xc, EPS_DEFAULT,
+    the default cutoff rule), so that H0 + ΔH_pred is what the model was trained to give."""
+    from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
+
+    s = {k: v for k, v in settings.items() if k in Cp2kSettings.__dataclass_fields__ and k not in ("kmesh", "workdir")}
+    h0 = run_dft(box, Cp2kSettings(**(s | {"basis": s.get("basis", family), "zeroth_step": True})))
+    if not np.allclose(h0.atoms.positions, box.positions, atol=1e-3):
+        raise UnihamError("CP2K moved the atoms of the H0 run: cannot add the network's blocks")
+    return h0
 
 
 # per-pair edge ranges at overlap <= this are taken as complete: db1's bands within 26 meV (max over 40

@@ -321,6 +321,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         items = items[:dcfg["max_structures"]]
     if len(items) < 1:
         raise UnihamError("no structures found in [data] paths")
+    target = learning_target(items)
     groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
     splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
     if not splits["train"]:
@@ -405,7 +406,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         """Everything to resume; ``slim`` (best.pt, for predict/evaluate) leaves out the optimizer."""
         return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": cfg,
                 "model_config": mcfg.to_dict(), "layout": [list(x) for x in layout.counts],
-                "basis_family": family, "elements_seen": elements_seen, "state_dict": model.state_dict(),
+                "basis_family": family, "target": target, "elements_seen": elements_seen, "state_dict": model.state_dict(),
                 "ema_state_dict": ema.shadow if ema is not None else None,
                 "ema_n": ema.n if ema is not None else 0,
                 "optimizer": None if slim else opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
@@ -546,6 +547,22 @@ class EMA:
             model.load_state_dict(saved)
 
 
+def learning_target(items) -> dict:
+    """What the network learns from ``items``: {"kind": "H"} (the DFT Hamiltonian: the "direct" model) or
+    {"kind": "delta_h0", "h0": CP2K settings} (ΔH = H - H0: prediction adds the network's ΔH to a
+    zeroth-step H0 computed with those settings). One kind per run."""
+    kinds = {it.target for it in items}
+    if len(kinds) > 1:
+        raise UnihamError(f"[data] paths mix targets {sorted(kinds)}: train on H stores or on ΔH stores, not both")
+    kind = kinds.pop()
+    if kind == "H":
+        return {"kind": "H"}
+    priors = {json.dumps(it.prior, sort_keys=True) for it in items}
+    if len(priors) > 1:
+        raise UnihamError(f"[data] paths hold ΔH of different H0 settings: {sorted(priors)}")
+    return {"kind": kind, "h0": items[0].prior}
+
+
 def _basis_family(items) -> str | None:
     """The CP2K basis name of the data (from dataset manifests), so prediction can compute S."""
     try:
@@ -553,6 +570,8 @@ def _basis_family(items) -> str | None:
     except Exception:  # noqa: BLE001
         return None
     prov = ham.provenance or {}
+    if "h0" in prov:  # a ΔH store's record
+        return prov["h0"].get("basis")
     if "dft" in prov:
         return prov["dft"].get("basis")
     sets = prov.get("basis_set") or prov.get("uniham", {}).get("basis_set")
