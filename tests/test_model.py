@@ -343,3 +343,44 @@ def test_per_pair_model_is_equivariant_and_round_trips(tmp_path):
     for bad in (2.0, 1e-9, -1e-5):
         with pytest.raises(ValueError, match="range_eps"):
             build_model(ModelConfig(range_eps=bad, layout=LAYOUT))
+
+
+def test_h0_prior_features_keep_equivariance():
+    """A model that takes H0 as input (bond-frame invariants of the off-site blocks, on-site irreps) stays exactly
+    O(3)-equivariant when H0 itself transforms as a Hamiltonian (here: the blocks of another, equivariant network
+    scaled to eV size), and its output does depend on H0."""
+    from uniham.basis import OrbitalBasis
+    from uniham.model.prior import prior_sample
+
+    torch.manual_seed(5)
+    kw = dict(cutoff=4.0, lmax=3, mmax=3, channels=8, layers=2, heads=2, layout=LAYOUT)
+    maker = build_model(ModelConfig(**kw)).double()
+    model = build_model(ModelConfig(prior=True, **kw)).double()
+    shells = {"Si": (0, 0, 1, 1, 2, 3), "C": (0, 1, 2), "O": (0, 1)}
+    basis = {x: OrbitalBasis(s) for x, s in shells.items()}
+    index = {x: model.layout.element_index(b) for x, b in basis.items()}
+
+    def run(atoms, scale=5.0):
+        g, hs, he = _predict(maker, atoms, torch.float64)
+        sym = atoms.get_chemical_symbols()
+        h0 = {(0, 0, 0, a, a): scale * hs[a][np.ix_(index[x], index[x])] for a, x in enumerate(sym)}
+        for e, (a, b, s) in enumerate(zip(*g["edge_index"].tolist(), g["shift"].tolist())):
+            h0[(*s, a, b)] = scale * he[e][np.ix_(index[sym[a]], index[sym[b]])]
+        g |= prior_sample(h0, sym, basis, g, model.layout, torch.float64)
+        with torch.no_grad():
+            out = model(g)
+        return g, out[0].numpy(), out[1].numpy()
+
+    atoms = _structure()
+    g, hs, he = run(atoms)
+    scale = max(np.abs(hs).max(), np.abs(he).max())
+    for q in (Rotation.random(random_state=3).as_matrix(), -np.eye(3), -Rotation.random(random_state=4).as_matrix()):
+        rot = atoms.copy()
+        rot.set_cell(atoms.cell.array @ q.T)
+        rot.positions = atoms.positions @ q.T
+        _, hs2, he2 = run(rot)
+        d = _dfull(model.layout, q)
+        assert np.abs(hs2 - d @ hs @ d.T).max() < 1e-9 * scale
+        assert np.abs(he2 - d @ he @ d.T).max() < 1e-9 * scale
+    _, hs3, he3 = run(atoms, scale=1.0)  # another H0: other blocks
+    assert np.abs(he3 - he).max() > 1e-3 * scale

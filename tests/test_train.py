@@ -15,6 +15,8 @@ from ase.build import bulk
 
 from uniham.cli import main
 
+from helpers import train_config
+
 
 @pytest.fixture(scope="module")
 def si_dock(cp2k, tmp_path_factory):
@@ -30,32 +32,7 @@ def si_dock(cp2k, tmp_path_factory):
 
 
 def _config(tmp_path: Path, data: Path, name: str, steps: int, model: dict | None = None, **train) -> Path:
-    extra = "\n".join(f"{k} = {json.dumps(v)}" for k, v in train.items())
-    extra_model = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (model or {}).items())
-    p = tmp_path / f"{name}.toml"
-    p.write_text(f"""out = "{tmp_path / name}"
-[data]
-paths = ["{data}"]
-fractions = [1.0, 0.0, 0.0]
-[model]
-cutoff = 5.0
-lmax = 2
-mmax = 2
-channels = 8
-layers = 2
-heads = 2
-{extra_model}
-[train]
-steps = {steps}
-batch_size = 1
-lr = 1e-2
-warmup = 5
-eval_every = 10
-checkpoint_every = 5
-threads = 1
-{extra}
-""")
-    return p
+    return train_config(tmp_path, data, name, steps, model, **train)
 
 
 def test_learns_and_checkpoint_is_plain_data(si_dock, tmp_path, capsys):

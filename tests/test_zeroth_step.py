@@ -17,6 +17,8 @@ import pytest
 from ase.build import bulk
 
 from uniham.cli import main
+
+from helpers import train_config
 from uniham.dft import cp2k_engine as ce
 from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
 from uniham.errors import UnihamError
@@ -130,27 +132,7 @@ def test_delta_model_trains_evaluates_and_predicts_on_h0(cp2k, tmp_path, capsys)
     zeroth_pass(tmp_path / "ds", tmp_path / "dh", cutoff=5.0, workers=1, progress=False)
     items = discover([tmp_path / "dh"])
     assert {it.target for it in items} == {"delta_h0"} and items[0].prior["basis"] == "SZV-MOLOPT-SR-GTH"
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"""out = "{tmp_path / 'run'}"
-[data]
-paths = ["{tmp_path / 'dh'}"]
-fractions = [1.0, 0.0, 0.0]
-[model]
-cutoff = 5.0
-lmax = 2
-mmax = 2
-channels = 8
-layers = 1
-heads = 2
-[train]
-steps = 30
-batch_size = 1
-lr = 1e-2
-warmup = 5
-eval_every = 10
-checkpoint_every = 10
-threads = 1
-""")
+    cfg = train_config(tmp_path, tmp_path / "dh", "run", 30, layers=1, checkpoint_every=10)
     assert main(["train", str(cfg)]) == 0
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ck["target"]["kind"] == "delta_h0" and ck["target"]["h0"]["eps_default"] == 1e-10
@@ -181,3 +163,33 @@ threads = 1
     far = [k for k in ref.H if k in pred.H and np.linalg.norm(
         ref.atoms.positions[k[4]] + np.asarray(k[:3]) @ ref.atoms.cell.array - ref.atoms.positions[k[3]]) > 6.0]
     assert far and max(np.abs(pred.H[k] - ref.H[k]).max() for k in far) < 0.05
+
+
+def test_delta_model_with_h0_features(cp2k, tmp_path, capsys):
+    """[model] prior = true: the network also takes H0 (from the ΔH and SCF stores in training and evaluation,
+    from CP2K in prediction); a prior model on H data is refused in one line."""
+    import torch
+
+    from uniham.data.build import build
+    from uniham.data.store import DatasetStore
+    from uniham.data.zeroth_step import zeroth_pass
+
+    build(TINY, tmp_path / "ds", workers=1, progress=False, limit=1)
+    zeroth_pass(tmp_path / "ds", tmp_path / "dh", cutoff=5.0, workers=1, progress=False)
+    cfg = train_config(tmp_path, tmp_path / "dh", "run", 10, layers=1, model={"prior": True})
+    assert main(["train", str(cfg)]) == 0
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["model_config"]["prior"] and ck["target"]["kind"] == "delta_h0"
+    js = tmp_path / "ev.json"
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tmp_path / "dh"),
+                 "--json", str(js)]) == 0
+    assert np.isfinite(json.loads(js.read_text())["band_metric"]["median_meV"])
+    ref = DatasetStore(tmp_path / "ds").load(DatasetStore(tmp_path / "ds").ids()[0])
+    ref.atoms.write(tmp_path / "POSCAR", format="vasp")
+    assert main(["predict", str(tmp_path / "POSCAR"), "--model", str(tmp_path / "run" / "checkpoint.pt"),
+                 "-o", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    bad = train_config(tmp_path, tmp_path / "ds", "bad", 10, model={"prior": True})
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "prior = true needs ΔH data" in err and err.count("\n") == 1

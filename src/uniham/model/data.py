@@ -34,7 +34,7 @@ class Item:
     record: dict | None = None
     # "H" (the DFT Hamiltonian) or "delta_h0" (a ΔH store's ΔH = H - H0: :mod:`uniham.data.zeroth_step`)
     target: str = "H"
-    # delta_h0 items: () -> the SCF Hamiltonian (full stored range, S), against which bands are judged
+    # delta_h0 items: (with_overlap=True) -> the SCF Hamiltonian (full stored range), against which bands are judged
     reference: object = None
     # delta_h0 items: the CP2K settings of H0 (Cp2kSettings fields), which prediction must use again
     prior: dict | None = None
@@ -64,7 +64,8 @@ def discover(paths) -> list[Item]:
 
                 src = source_store(store)
             items += [Item(f"{p.name}/{sid}", (lambda with_overlap=True, s=sid, st=store: st.load(s, with_overlap)),
-                           sid, recs[sid], kind, (lambda s=sid: src.load(s)) if src is not None else None,
+                           sid, recs[sid], kind,
+                           (lambda with_overlap=True, s=sid: src.load(s, with_overlap)) if src is not None else None,
                            store.manifest["derived"]["dft"] if src is not None else None)
                       for sid in store.ids()]
             continue
@@ -88,24 +89,41 @@ def discover(paths) -> list[Item]:
     return items
 
 
-def make_sample(ham, cutoff: float | EdgeRange, layout: Layout, dtype=torch.float32, with_overlap: bool = True) -> dict:
+def make_sample(ham, cutoff: float | EdgeRange, layout: Layout, dtype=torch.float32, with_overlap: bool = True,
+                h0: dict | None = None) -> dict:
+    """Graph and targets of ``ham``; with ``h0`` ({key: block} of the zeroth-step H0) also the prior
+    features of :mod:`uniham.model.prior` (p_site, p_edge_inv)."""
     if ham.spinful:
         raise UnihamError("spinful Hamiltonians are not supported by the network yet")
     g = structure_graph(ham.atoms, cutoff, dtype)
     g.update(targets(ham, g, layout, dtype, with_overlap))
+    if h0 is not None:
+        from uniham.model.prior import prior_sample
+
+        g.update(prior_sample(h0, ham.atoms.get_chemical_symbols(), ham.basis, g, layout, dtype))
     return g
 
 
+def zeroth_step_blocks(item: Item, delta) -> dict:
+    """H0 = H - ΔH of a delta_h0 item on every block of its SCF H (``delta``: the item's ΔH Hamiltonian;
+    beyond the ΔH store's cutoff H0 ≈ H)."""
+    if item.target != "delta_h0":
+        raise UnihamError(f"{item.id}: H0 features need ΔH data (a `uniham dataset zeroth` store)")
+    ref = item.reference(with_overlap=False)
+    return {k: v - delta.H[k] if k in delta.H else v for k, v in ref.H.items()}
+
+
 def load_samples(items: list[Item], cutoff: float | EdgeRange, layout: Layout, progress: bool = True,
-                 dtype=torch.float32, with_overlap: bool = True) -> list[dict]:
+                 dtype=torch.float32, with_overlap: bool = True, prior: bool = False) -> list[dict]:
     """Graphs and targets of ``items``; ``with_overlap=False``: H targets and masks only (no s_site/s_edge),
     without the overlap integrals a dataset store would compute (training needs S only for the "free" gauge
-    and overlap-weighted losses)."""
+    and overlap-weighted losses); ``prior``: with the H0 input features (delta_h0 items)."""
     from tqdm import tqdm
 
     out = []
     for it in tqdm(items, desc="graphs and targets", unit="structure", disable=not progress, leave=False):
-        s = make_sample(it.load(with_overlap=with_overlap), cutoff, layout, dtype, with_overlap)
+        ham = it.load(with_overlap=with_overlap)
+        s = make_sample(ham, cutoff, layout, dtype, with_overlap, zeroth_step_blocks(it, ham) if prior else None)
         s["id"] = it.id
         out.append(s)
     return out

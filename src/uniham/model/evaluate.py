@@ -57,7 +57,8 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     if {it.target for it in items} != {target["kind"]}:
         raise UnihamError(f"{ckpt_path} learns {target['kind']!r}; {data_paths} hold "
                           f"{sorted({it.target for it in items})}: evaluate on data of the model's kind")
-    samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free")
+    samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free",
+                           prior=model.cfg.prior)
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
     res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "target": target,
             "n_not_in_training_data": unseen}
@@ -82,7 +83,8 @@ def predicted_pair(item, lm) -> tuple:
         ref = item.load()
         return ref, predict(ref.atoms, lm, fermi=False)
     ref, stored = item.reference(), item.load(with_overlap=False).H
-    net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()))
+    h0 = {k: v - stored[k] if k in stored else v for k, v in ref.H.items()} if lm.model.cfg.prior else None
+    net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()), h0)
     H = dict(ref.H)
     for k, v in net.items():
         if k in H:

@@ -74,6 +74,9 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
     t0 = time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt).eval()
+    if (ckpt.get("target") or {}).get("kind", "H") != "H":
+        raise UnihamError(f"{ckpt_path} predicts ΔH on a zeroth-step H0, which CP2K cannot give at this size "
+                          "(one dense diagonalization); chunked large prediction takes a direct (H) model")
     family = ckpt.get("basis_family") or DEFAULT_BASIS
     box = ensure_box(atoms)
     symbols = np.array(box.get_chemical_symbols())

@@ -61,6 +61,9 @@ class ModelConfig:
     n_rbf: int = 16
     radial_hidden: int = 64
     layout: tuple = ((0, 3), (1, 2), (2, 2), (3, 1))  # shell slots {l: count}
+    # H0 as input (delta_h0 models): bond-frame invariants of its off-site blocks enter the radial MLPs, its
+    # on-site irreps the initial node features (uniham.model.prior); graphs must carry p_site, p_edge_inv
+    prior: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,12 +123,19 @@ def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int, weight: t
     return ex / (den[index] + 1e-9)
 
 
+def n_edge_scalars(cfg: ModelConfig) -> int:
+    """Width of the per-edge scalar features: radial basis, both elements' embeddings, H0 invariants if any."""
+    from uniham.model.prior import n_edge_invariants
+
+    return cfg.n_rbf + 2 * cfg.channels + (n_edge_invariants(Layout.from_counts(dict(cfg.layout))) if cfg.prior else 0)
+
+
 class MessageLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c, l = cfg.channels, cfg.lmax
         self.cfg = cfg
-        self.radial = nn.Sequential(nn.Linear(cfg.n_rbf + 2 * c, cfg.radial_hidden), nn.SiLU(),
+        self.radial = nn.Sequential(nn.Linear(n_edge_scalars(cfg), cfg.radial_hidden), nn.SiLU(),
                                     nn.Linear(cfg.radial_hidden, (l + 1) * 2 * 2 * c))
         if cfg.kind == "so2":
             self.conv = SO2Linear(l, 2 * c, l, c, cfg.mmax)
@@ -239,7 +249,7 @@ class HamiltonianNet(nn.Module):
         self.need = sorted(need.items())
         self.lout = max(L for (L, _), _ in self.need)
         self.cout = max(n for _, n in self.need)
-        self.head_radial = nn.Sequential(nn.Linear(cfg.n_rbf + 2 * c, cfg.radial_hidden), nn.SiLU(),
+        self.head_radial = nn.Sequential(nn.Linear(n_edge_scalars(cfg), cfg.radial_hidden), nn.SiLU(),
                                          nn.Linear(cfg.radial_hidden, (l + 1) * 2 * 2 * c))
         if cfg.kind == "so2":
             hm = None if cfg.head_mmax < 0 else cfg.head_mmax
@@ -252,15 +262,18 @@ class HamiltonianNet(nn.Module):
             self.edge_head = _E3Message(cfg, 2 * c, irr)
             self.site_head = _E3Message(cfg, 2 * c, irr)
         self.site_self = DegreeLinear(l, c, self.cout)
+        if cfg.prior:  # per (L, s) of the on-site H0 irreps (L <= lmax): count -> channels
+            self.prior_in = nn.ModuleDict({f"{L}_{s}": nn.Linear(cnt, c, bias=False) for (L, s), cnt in self.need if L <= l})
         self.scale = nn.Parameter(torch.tensor(1.0))
         # per-element reference on-site blocks (eV; invariant L = 0 parts, fitted to the training data by
         # the trainer): the network predicts on-site blocks relative to them, so it need not produce
         # the large atomic levels (tens of eV) from unit-scale features
         self.register_buffer("site_ref", torch.zeros(N_ELEMENTS, self.layout.dim, self.layout.dim))
 
-    def edge_inputs(self, z, vec, i, j, emb=None) -> dict:
-        """Per-edge quantities: envelope (E,), scalar features (E, n_rbf + 2C), Wigner matrices (so2) or
-        spherical harmonics (e3) of the edge vectors vec (E, 3) Angstrom."""
+    def edge_inputs(self, z, vec, i, j, emb=None, prior_inv=None) -> dict:
+        """Per-edge quantities: envelope (E,), scalar features (E, :func:`n_edge_scalars`), Wigner matrices (so2)
+        or spherical harmonics (e3) of the edge vectors vec (E, 3) Angstrom; ``prior_inv`` (E, n): the H0
+        invariants of the edges (prior models)."""
         cfg = self.cfg
         d = vec.norm(dim=1)
         if cfg.range_eps > 0:
@@ -269,7 +282,12 @@ class HamiltonianNet(nn.Module):
         else:
             env, rbf = envelope(d, cfg.cutoff), self.rbf(d)
         emb = self.embed(z) if emb is None else emb
-        out = {"env": env, "scal": torch.cat([rbf * env[:, None], emb[i], emb[j]], dim=1),
+        parts = [rbf * env[:, None], emb[i], emb[j]]
+        if cfg.prior:
+            if prior_inv is None:
+                raise ValueError("this model takes H0 as input: the graph needs p_edge_inv (and p_site)")
+            parts.append(prior_inv.to(rbf.dtype) * env[:, None])
+        out = {"env": env, "scal": torch.cat(parts, dim=1),
                "wigner": None, "sh": None}
         if cfg.kind == "so2":
             out["wigner"] = edge_wigner(vec, max(cfg.lmax, self.lout))
@@ -295,16 +313,25 @@ class HamiltonianNet(nn.Module):
         return EdgeRange(float(self.cfg.cutoff), float(self.cfg.range_eps),
                          tuple(float(x) for x in self.inv_alpha.double().cpu()))
 
-    def initial_features(self, z, dtype) -> torch.Tensor:
+    def initial_features(self, z, dtype, p_site=None) -> torch.Tensor:
+        """(N, K, 2, C): the element embedding as the L = 0 natural part, plus (prior models) the on-site H0
+        irreps p_site (N, U, U) mapped per (L, s) into the channels."""
         x = torch.zeros((z.shape[0], n_components(self.cfg.lmax), 2, self.cfg.channels), dtype=dtype, device=z.device)
         x[:, 0, 0] = self.embed(z)
+        if self.cfg.prior:
+            from uniham.model.prior import node_irreps
+
+            if p_site is None:
+                raise ValueError("this model takes H0 as input: the graph needs p_site (and p_edge_inv)")
+            for (L, s), f in node_irreps(p_site.to(dtype), self.layout, self.cfg.lmax).items():
+                x[:, L * L:(L + 1) ** 2, 0 if s == 1 else 1] += self.prior_in[f"{L}_{s}"](f)
         return x
 
     def forward(self, graph: dict) -> tuple[torch.Tensor, torch.Tensor]:
         z, vec = graph["z"], graph["vec"]
         i, j = graph["edge_index"]
-        ei = self.edge_inputs(z, vec, i, j)
-        x = self.initial_features(z, vec.dtype)
+        ei = self.edge_inputs(z, vec, i, j, prior_inv=graph.get("p_edge_inv"))
+        x = self.initial_features(z, vec.dtype, graph.get("p_site"))
         for layer in self.layers:
             x = layer.update_nodes(x, layer.aggregate(x, i, j, ei["scal"], ei["wigner"], ei["env"], ei["sh"]))
         # heads: model dtype (float32/64) even under autocast (bfloat16's 8-bit mantissa would cap H at ~0.4 % relative)

@@ -47,9 +47,9 @@ class LoadedModel:
         except UnihamError as exc:
             raise UnihamError(f"the model's basis {self.family}: {exc}") from None
 
-    def blocks(self, box: Atoms, bases: dict) -> dict:
+    def blocks(self, box: Atoms, bases: dict, h0: dict | None = None) -> dict:
         """{(R1,R2,R3,i,j): block (eV, float64)} the network gives for every atom and every edge of its graph
-        (H itself, or ΔH for a delta_h0 model)."""
+        (H itself, or ΔH for a delta_h0 model); ``h0``: the H0 blocks a prior model takes as input."""
         layout, symbols = self.model.layout, box.get_chemical_symbols()
         index = {}
         for x, b in bases.items():
@@ -59,6 +59,12 @@ class LoadedModel:
                 raise UnihamError(f"{x} ({b.orbital_basis()}) does not fit the model's orbital layout "
                                   f"{dict(layout.counts)}") from None
         graph = structure_graph(box, self.model.edge_range(), self.dtype)
+        if self.model.cfg.prior:
+            from uniham.model.prior import prior_sample
+
+            if h0 is None:
+                raise UnihamError("this model takes H0 as input: no H0 given")
+            graph |= prior_sample(h0, symbols, {x: b.orbital_basis() for x, b in bases.items()}, graph, layout, self.dtype)
         with torch.no_grad():
             hs, he = self.model(graph)
         hs, he = hs.double().numpy(), he.double().numpy()
@@ -84,13 +90,14 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
     box = ensure_box(atoms)
     symbols = box.get_chemical_symbols()
     bases = lm.bases(symbols)
-    H = lm.blocks(box, bases)
-    t_net = time.perf_counter() - t0
-    timing = {}
+    timing, h0 = {}, None
     if lm.target["kind"] == "delta_h0":  # H = H0 + ΔH_pred: H0 over its full range, ΔH on the model's edges
-        t1 = time.perf_counter()
         h0 = zeroth_step_prior(box, lm.target["h0"], lm.family)
-        timing["h0_s"] = time.perf_counter() - t1
+        timing["h0_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    H = lm.blocks(box, bases, h0.H if h0 is not None else None)
+    t_net = time.perf_counter() - t1
+    if h0 is not None:
         missing = [k for k in H if k not in h0.H]
         for k, v in h0.H.items():
             H[k] = H[k] + v if k in H else v

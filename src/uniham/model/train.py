@@ -322,6 +322,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if len(items) < 1:
         raise UnihamError("no structures found in [data] paths")
     target = learning_target(items)
+    if cfg.get("model", {}).get("prior") and target["kind"] != "delta_h0":
+        raise UnihamError(f"{config_path}: [model] prior = true needs ΔH data (`uniham dataset zeroth` stores)")
     groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
     splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
     if not splits["train"]:
@@ -342,6 +344,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
+    if mcfg.prior:  # (caches without H0 features keep their key)
+        key.append("H0 features")
     if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
         key.append(mcfg.range_eps)
     # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
@@ -366,9 +370,9 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         model = build_model(mcfg, family).to(device)
         layout, edges = model.layout, model.edge_range()
         train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
-                                 with_overlap=need_s)
+                                 with_overlap=need_s, prior=mcfg.prior)
         val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
-                               with_overlap=need_s)
+                               with_overlap=need_s, prior=mcfg.prior)
         if rank == 0:
             save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
                               {"layout": [list(x) for x in layout.counts], "basis_family": family,
