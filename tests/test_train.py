@@ -168,3 +168,62 @@ def test_per_pair_ranges_through_training_and_prediction(si_dock, tmp_path):
     cell, pos = pred.atoms.cell.array, pred.atoms.positions
     far = max(np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) for k in pred.H)
     assert 5.0 < far < 8.0, far  # past the 5 A floor, within Si-Si SZV's range at 1e-4
+
+
+def test_band_loss_is_the_first_order_band_shift(si_dock, tmp_path):
+    """The band loss's window matrix W = C^† δH(k) C: its diagonal equals the exact shift of the DFT bands
+    near E_F under a small Hermitian change δH of the graph's blocks (to second order), and a run with
+    band_weight trains."""
+    from uniham.hamiltonian import Hamiltonian
+    from uniham.io import read_hamiltonian
+    from uniham.model.band_loss import band_kpoint, band_sample, window_matrix
+    from uniham.model.data import make_sample
+    from uniham.model.graph import collate
+    from uniham.model.layout import Layout
+
+    ref = read_hamiltonian(si_dock)
+    layout = Layout.from_bases(ref.basis.values())
+    s = make_sample(ref, 5.0, layout, torch.float64)
+    s |= band_sample(ref, s, layout, "si")
+    rng = np.random.default_rng(0)
+    eps = 1e-4
+    rs = torch.zeros_like(s["h_site"])
+    re = torch.zeros_like(s["h_edge"])
+    H = {k: v.copy() for k, v in ref.H.items()}
+    sym = ref.atoms.get_chemical_symbols()
+    idx = {x: layout.element_index(b) for x, b in ref.basis.items()}
+    for a in range(len(sym)):
+        x = rng.normal(size=(ref.basis[sym[a]].dim,) * 2) * eps
+        x = x + x.T
+        H[(0, 0, 0, a, a)] = H[(0, 0, 0, a, a)] + x
+        rs[a][np.ix_(idx[sym[a]], idx[sym[a]])] = torch.tensor(x)
+    i, j = s["edge_index"].numpy()
+    rev = s["reverse"].numpy()
+    for e in range(len(i)):
+        if rev[e] < e:
+            continue
+        k = (*s["shift"][e].tolist(), int(i[e]), int(j[e]))
+        kr = (*(-s["shift"][e]).tolist(), int(j[e]), int(i[e]))
+        x = rng.normal(size=H[k].shape) * eps
+        H[k] = H[k] + x
+        H[kr] = H[kr] + x.T
+        re[e][np.ix_(idx[sym[i[e]]], idx[sym[j[e]]])] = torch.tensor(x)
+        re[rev[e]][np.ix_(idx[sym[j[e]]], idx[sym[i[e]]])] = torch.tensor(x.T)
+    batch = collate([s])
+    w = window_matrix(rs, re, batch)[0].numpy()
+    kp = band_kpoint("si", ref.atoms.pbc)
+    e0 = ref.eigenvalues(kp[None])[0]
+    e1 = Hamiltonian(ref.atoms, ref.basis, H, ref.S, ref.fermi_level, ref.n_electrons).eigenvalues(kp[None])[0]
+    m = s["band_m"].numpy()
+    assert m.sum() >= 2 and np.abs(w - w.conj().T).max() < 1e-5 * np.abs(w).max()  # (C in complex64)
+    from uniham.properties.band_metric import reference_energy
+
+    e_ref, _ = reference_energy(e0[None], ref.n_electrons, ref.fermi_level)
+    win = np.sort(np.argsort(np.abs(e0 - e_ref))[:16])
+    win = win[np.abs(e0[win] - e_ref) <= 2.0]
+    assert len(win) == m.sum()
+    first, exact = np.diag(w).real[:m.sum()], (e1 - e0)[win]
+    assert np.abs(first - exact).max() < 50 * eps ** 2, (first, exact)
+    assert np.abs(exact).max() > 1e-2 * eps  # the shifts are not trivially zero
+    cfg = _config(tmp_path, si_dock, "b", 20, band_weight=1.0)
+    assert main(["train", str(cfg)]) == 0

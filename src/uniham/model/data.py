@@ -114,16 +114,22 @@ def zeroth_step_blocks(item: Item, delta) -> dict:
 
 
 def load_samples(items: list[Item], cutoff: float | EdgeRange, layout: Layout, progress: bool = True,
-                 dtype=torch.float32, with_overlap: bool = True, prior: bool = False) -> list[dict]:
+                 dtype=torch.float32, with_overlap: bool = True, prior: bool = False, band: bool = False) -> list[dict]:
     """Graphs and targets of ``items``; ``with_overlap=False``: H targets and masks only (no s_site/s_edge),
     without the overlap integrals a dataset store would compute (training needs S only for the "free" gauge
-    and overlap-weighted losses); ``prior``: with the H0 input features (delta_h0 items)."""
+    and overlap-weighted losses); ``prior``: with the H0 input features (delta_h0 items); ``band``: with the
+    DFT eigenvectors of the band loss (:mod:`uniham.model.band_loss`; these need S)."""
     from tqdm import tqdm
+
+    from uniham.model.band_loss import band_sample
 
     out = []
     for it in tqdm(items, desc="graphs and targets", unit="structure", disable=not progress, leave=False):
-        ham = it.load(with_overlap=with_overlap)
+        direct = it.target != "delta_h0"
+        ham = it.load(with_overlap=with_overlap or (band and direct))
         s = make_sample(ham, cutoff, layout, dtype, with_overlap, zeroth_step_blocks(it, ham) if prior else None)
+        if band:
+            s.update(band_sample(ham if direct else it.reference(with_overlap=True), s, layout, it.key))
         s["id"] = it.id
         out.append(s)
     return out

@@ -172,7 +172,8 @@ def collate(samples: list[dict]) -> dict:
         nn_, ne = s["n_nodes"], s["edge_index"].shape[1]
         parts.setdefault("edge_index", []).append(s["edge_index"] + offset)
         parts.setdefault("reverse", []).append(s["reverse"] + eoff)
-        for k in ("z", "vec", "shift", "h_site", "h_edge", "s_site", "s_edge", "m_site", "m_edge", "p_site", "p_edge_inv"):
+        for k in ("z", "vec", "shift", "h_site", "h_edge", "s_site", "s_edge", "m_site", "m_edge", "p_site", "p_edge_inv",
+                  "band_k", "band_c", "band_m"):
             if k in s:
                 parts.setdefault(k, []).append(s[k])
         batch.append(torch.full((nn_,), n, dtype=torch.long, device=s["z"].device))

@@ -29,6 +29,8 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
                                      # which set the bands, count more than the many small far ones
     site_reference = true            # predict on-site blocks relative to per-element mean levels (fitted)
     gauge = "absolute"               # "absolute", or "free": loss invariant to H -> H + c S per structure
+    band_weight = 0.0                # > 0: add this times the band-aware loss (uniham.model.band_loss: the block
+                                     # errors through the DFT eigenvectors within E_F +- 2 eV at one k per structure)
     device = "auto"                  # "auto" (CUDA when present), "cpu", "cuda"
     compile = false                  # torch.compile the model for training steps (pays off for many steps on
                                      # one structure size: GPU launch overhead; compiling takes minutes)
@@ -69,7 +71,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e-5, "warmup": 100,
                   "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
-                  "patience": 0, "loss": "mse", "overlap_weight": 0.0, "site_reference": True, "gauge": "absolute", "device": "auto", "compile": False, "amp": False, "seed": 0,
+                  "patience": 0, "loss": "mse", "overlap_weight": 0.0, "band_weight": 0.0, "site_reference": True, "gauge": "absolute", "device": "auto", "compile": False, "amp": False, "seed": 0,
                   "threads": 0, "max_minutes": 0.0}
 # split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
@@ -131,10 +133,22 @@ def block_weights(batch: dict, overlap_weight: float) -> tuple[torch.Tensor, tor
     return ws, we
 
 
-def loss_fn(pred, batch, kind: str, gauge: str, overlap_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_fn(pred, batch, kind: str, gauge: str, overlap_weight: float = 0.0,
+            band_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, unweighted MAE in eV). The loss is the weighted mean of |r| ("mae") or r^2 ("mse") over
-    the masked entries, weights from :func:`block_weights` (all 1 when ``overlap_weight`` is 0)."""
+    the masked entries, weights from :func:`block_weights` (all 1 when ``overlap_weight`` is 0), plus
+    ``band_weight`` times the band and coupling terms of :func:`uniham.model.band_loss.band_residual`."""
     rs, re = residuals(pred, batch, gauge)
+    if band_weight:
+        from uniham.model.band_loss import band_residual
+
+        loss, mae = _entry_loss(rs, re, batch, kind, overlap_weight)
+        band, coupling = band_residual(rs, re, batch)
+        return loss + band_weight * (band + coupling), mae
+    return _entry_loss(rs, re, batch, kind, overlap_weight)
+
+
+def _entry_loss(rs, re, batch, kind: str, overlap_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     n = batch["m_site"].sum() + batch["m_edge"].sum()
     mae = (rs.abs().sum() + re.abs().sum()) / n
     if kind == "mae" and not overlap_weight:
@@ -346,6 +360,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
     if mcfg.prior:  # (caches without H0 features keep their key)
         key.append("H0 features")
+    if t["band_weight"] > 0:
+        key.append("band eigenvectors")
     if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
         key.append(mcfg.range_eps)
     # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
@@ -370,9 +386,9 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         model = build_model(mcfg, family).to(device)
         layout, edges = model.layout, model.edge_range()
         train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
-                                 with_overlap=need_s, prior=mcfg.prior)
+                                 with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
         val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
-                               with_overlap=need_s, prior=mcfg.prior)
+                               with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
         if rank == 0:
             save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
                               {"layout": [list(x) for x in layout.counts], "basis_family": family,
@@ -452,7 +468,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
             g["lr"] = lr_at(step, t, time_frac)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = ddp_model(batch)
-        loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"], t["overlap_weight"])
+        loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"], t["overlap_weight"],
+                            t["band_weight"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
