@@ -227,3 +227,31 @@ def test_band_loss_is_the_first_order_band_shift(si_dock, tmp_path):
     assert np.abs(exact).max() > 1e-2 * eps  # the shifts are not trivially zero
     cfg = _config(tmp_path, si_dock, "b", 20, band_weight=1.0)
     assert main(["train", str(cfg)]) == 0
+
+
+def test_predict_bands_api_and_uncovered_elements(si_dock, tmp_path, capsys):
+    """`uniham predict --bands` writes bands.json (the schema of `uniham bands`) and a plot; an element the model
+    never saw is refused in one line (exit 2); the Python API gives the same bands and a DOS."""
+    import uniham
+    from ase.build import bulk
+
+    cfg = _config(tmp_path, si_dock, "m", 10)
+    assert main(["train", str(cfg)]) == 0
+    ck = str(tmp_path / "m" / "best.pt")
+    capsys.readouterr()
+    assert main(["predict", str(si_dock / "POSCAR"), "--model", ck, "-o", str(tmp_path / "p"), "--bands",
+                 "--npoints", "30"]) == 0
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "p" / "bands.json").read_text())
+    assert {"kpoints_frac", "labels", "energies_eV", "fermi_level_eV", "gap"} <= set(res) and "bands:" in out
+    assert (tmp_path / "p" / "bands.png").stat().st_size > 5000
+    api = uniham.predict(si_dock / "POSCAR", ck)
+    b = api.bands(npoints=30)
+    assert np.allclose(b["energies_eV"], res["energies_eV"], atol=1e-6)
+    e, dos = api.dos(kmesh=(3, 3, 3), broadening=0.2)
+    assert abs(np.trapezoid(dos, e) - 2 * api.hamiltonian.norb) < 0.05 * api.hamiltonian.norb
+    (tmp_path / "C.cif").write_text("")
+    bulk("C", "diamond", a=3.57).write(tmp_path / "C.cif")
+    assert main(["predict", str(tmp_path / "C.cif"), "--model", ck, "-o", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "not trained on C" in err and err.count("\n") == 1

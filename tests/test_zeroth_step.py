@@ -74,13 +74,24 @@ def test_zeroth_step_cli(cp2k, tmp_path, capsys):
     assert err.startswith("uniham: error:") and err.count("\n") == 1 and "cp2k" in err
 
 
-def test_delta_pass_resumes_and_leaves_the_source_alone(cp2k, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def stores(cp2k, tmp_path_factory):
+    """A 2-structure SCF store of the tiny recipe and its ΔH store (cutoff 5 A), shared read-only."""
+    from uniham.data.build import build
+    from uniham.data.zeroth_step import zeroth_pass
+
+    root = tmp_path_factory.mktemp("stores")
+    build(TINY, root / "ds", workers=1, progress=False, limit=2)
+    zeroth_pass(root / "ds", root / "dh", cutoff=5.0, workers=1, progress=False)
+    return root / "ds", root / "dh"
+
+
+def test_delta_pass_resumes_and_leaves_the_source_alone(stores, tmp_path, capsys):
     from uniham.data.build import build
     from uniham.data.store import DatasetStore, sha256
     from uniham.data.zeroth_step import zeroth_pass
 
-    src = tmp_path / "ds"
-    build(TINY, src, workers=1, progress=False, limit=2)
+    src = stores[0]
     before = {f.name: sha256(f) for f in (src / "shards").iterdir()} | {"manifest": sha256(src / "manifest.json")}
     s1 = zeroth_pass(src, tmp_path / "dh", cutoff=4.0, workers=1, progress=False, limit=1)
     assert s1["done"] == 1 and s1["failed"] == 0
@@ -117,40 +128,37 @@ def test_delta_pass_resumes_and_leaves_the_source_alone(cp2k, tmp_path, capsys):
     assert "not a uniham dataset" in capsys.readouterr().err
 
 
-def test_delta_model_trains_evaluates_and_predicts_on_h0(cp2k, tmp_path, capsys):
+def test_delta_model_trains_evaluates_and_predicts_on_h0(stores, tmp_path, capsys):
     """A network trained on a ΔH store learns ΔH (checkpoint target delta_h0); evaluate reports the band
     metric of H - ΔH + ΔH_pred and of H0 alone; predict runs CP2K's H0 and adds the network's ΔH; a ΔH model
     refuses H data."""
     import torch
 
-    from uniham.data.build import build
-    from uniham.data.zeroth_step import zeroth_pass
     from uniham.io import read_hamiltonian
     from uniham.model.data import discover
 
-    build(TINY, tmp_path / "ds", workers=1, progress=False, limit=2)
-    zeroth_pass(tmp_path / "ds", tmp_path / "dh", cutoff=5.0, workers=1, progress=False)
-    items = discover([tmp_path / "dh"])
+    ds, dh = stores
+    items = discover([dh])
     assert {it.target for it in items} == {"delta_h0"} and items[0].prior["basis"] == "SZV-MOLOPT-SR-GTH"
-    cfg = train_config(tmp_path, tmp_path / "dh", "run", 30, layers=1, checkpoint_every=10)
+    cfg = train_config(tmp_path, dh, "run", 30, layers=1, checkpoint_every=10)
     assert main(["train", str(cfg)]) == 0
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ck["target"]["kind"] == "delta_h0" and ck["target"]["h0"]["eps_default"] == 1e-10
     capsys.readouterr()
     js = tmp_path / "ev.json"
-    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tmp_path / "dh"),
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(dh),
                  "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "H0 alone" in out and "H0 + network" in out
     ev = json.loads(js.read_text())
     assert ev["band_metric"]["n"] == 2 and ev["h0_alone_band_metric"]["n"] == 2
     assert all(np.isfinite(r["band_mae_meV"]) for r in ev["band_metric_per_structure"])
-    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tmp_path / "ds")]) == 2
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(ds)]) == 2
     assert "learns 'delta_h0'" in capsys.readouterr().err
     # predict: H0 by CP2K + ΔH; equal to H0 + the network's blocks, S positive definite
     poscar = tmp_path / "POSCAR"
     from uniham.data.store import DatasetStore
-    src = DatasetStore(tmp_path / "ds")
+    src = DatasetStore(ds)
     sid = src.ids()[0]
     ref = src.load(sid)
     ref.atoms.write(poscar, format="vasp")
@@ -165,31 +173,28 @@ def test_delta_model_trains_evaluates_and_predicts_on_h0(cp2k, tmp_path, capsys)
     assert far and max(np.abs(pred.H[k] - ref.H[k]).max() for k in far) < 0.05
 
 
-def test_delta_model_with_h0_features(cp2k, tmp_path, capsys):
+def test_delta_model_with_h0_features(stores, tmp_path, capsys):
     """[model] prior = true: the network also takes H0 (from the ΔH and SCF stores in training and evaluation,
     from CP2K in prediction); a prior model on H data is refused in one line."""
     import torch
 
-    from uniham.data.build import build
     from uniham.data.store import DatasetStore
-    from uniham.data.zeroth_step import zeroth_pass
 
-    build(TINY, tmp_path / "ds", workers=1, progress=False, limit=1)
-    zeroth_pass(tmp_path / "ds", tmp_path / "dh", cutoff=5.0, workers=1, progress=False)
-    cfg = train_config(tmp_path, tmp_path / "dh", "run", 10, layers=1, model={"prior": True})
+    ds, dh = stores
+    cfg = train_config(tmp_path, dh, "run", 10, layers=1, model={"prior": True})
     assert main(["train", str(cfg)]) == 0
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ck["model_config"]["prior"] and ck["target"]["kind"] == "delta_h0"
     js = tmp_path / "ev.json"
-    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tmp_path / "dh"),
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(dh),
                  "--json", str(js)]) == 0
     assert np.isfinite(json.loads(js.read_text())["band_metric"]["median_meV"])
-    ref = DatasetStore(tmp_path / "ds").load(DatasetStore(tmp_path / "ds").ids()[0])
+    ref = DatasetStore(ds).load(DatasetStore(ds).ids()[0])
     ref.atoms.write(tmp_path / "POSCAR", format="vasp")
     assert main(["predict", str(tmp_path / "POSCAR"), "--model", str(tmp_path / "run" / "checkpoint.pt"),
                  "-o", str(tmp_path / "p")]) == 0
     capsys.readouterr()
-    bad = train_config(tmp_path, tmp_path / "ds", "bad", 10, model={"prior": True})
+    bad = train_config(tmp_path, ds, "bad", 10, model={"prior": True})
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "prior = true needs ΔH data" in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from uniham.cli._common import LARGE_ABOVE
+from uniham.errors import UnihamError
 
 
 def cmd_train(args) -> None:
@@ -23,6 +24,8 @@ def _torch_threads(n: int) -> None:
 
 
 def cmd_predict(args) -> None:
+    if args.bands and args.npoints < 2:
+        raise UnihamError(f"--npoints must be at least 2 (got {args.npoints})")
     _torch_threads(args.threads)
     from uniham.io import write_hamiltonian
     from uniham.model.predict import predict
@@ -44,15 +47,41 @@ def cmd_predict(args) -> None:
     write_hamiltonian(ham, args.output, "deeph-dock")
     p = ham.provenance
     print(ham.summary())
-    if p["untrained_elements"]:
-        print(f"warning: the model saw no {', '.join(p['untrained_elements'])} in training")
+    if p["magnetic_elements"]:
+        print(f"warning: {', '.join(p['magnetic_elements'])} are usually magnetic; the model's training data are "
+              "spin-restricted, so this Hamiltonian is the non-magnetic one")
     if p["beyond_cutoff"]:
         mc = p["model_config"]
         reach = (f"to {mc.get('cutoff')} A" if not mc.get("range_eps") else
                  f"to each pair's basis range at overlap {mc['range_eps']:g} (at least {mc.get('cutoff')} A)")
         print("warning: H of " + ", ".join(f"{x} reaches {r} A" for x, r in p["beyond_cutoff"].items())
               + f", the model predicts {reach}: expect band errors of tens of meV or more")
-    print(f"network {p['timing']['network_s']:.2f} s, total {p['timing']['total_s']:.2f} s; written to {args.output}")
+    t = p["timing"]
+    print(("H0 (CP2K) {:.2f} s, ".format(t["h0_s"]) if "h0_s" in t else "")
+          + f"network {t['network_s']:.2f} s, total {t['total_s']:.2f} s; written to {args.output}")
+    if args.bands:
+        _predicted_bands(ham, args)
+
+
+def _predicted_bands(ham, args) -> None:
+    """Bands of a prediction along a path (same JSON schema as ``uniham bands``), E_F by electron counting."""
+    import numpy as np
+
+    from uniham.properties.bands import bands_result, plot_bands
+    from uniham.properties.kpath import auto_labels, build_path, parse_kpath
+
+    segs = auto_labels(ham.atoms) if args.kpath == "auto" else parse_kpath(args.kpath)
+    kpts, labels = build_path(ham.atoms, segs, args.npoints)
+    result = bands_result(ham, kpts, labels, ham.fermi_level) | {"fermi_level_source": "electron counting"}
+    out = Path(args.output)
+    (out / "bands.json").write_text(json.dumps(result))
+    png = Path(args.plot) if args.plot else out / "bands.png"
+    plot_bands(result, kpts @ (2 * np.pi * ham.atoms.cell.reciprocal()), png, ham.atoms.get_chemical_formula())
+    gap = result.get("gap")
+    if gap:
+        print(f"band gap {gap['gap_eV']:.4f} eV (direct {gap['direct_gap_eV']:.4f} eV)" if gap["gap_eV"] > 0
+              else "metal (bands cross E_F)")
+    print(f"bands: {out / 'bands.json'}, plot: {png}")
 
 
 def cmd_evaluate(args) -> None:
@@ -101,6 +130,10 @@ def add_parsers(sub) -> None:
     x.add_argument("--large", action="store_true",
                    help=f"chunked, bounded-memory prediction into OUTPUT/prediction.h5 (automatic above {LARGE_ABOVE} atoms)")
     x.add_argument("--max-edges", type=int, default=20000, help="edges per chunk with --large (memory bound)")
+    x.add_argument("--bands", action="store_true", help="also the band structure: OUTPUT/bands.json and a plot")
+    x.add_argument("--kpath", default="auto", help='with --bands: "auto" (seekpath) or labels, e.g. "G X W L G"')
+    x.add_argument("--npoints", type=int, default=120, help="with --bands: k-points along the path")
+    x.add_argument("--plot", help="with --bands: plot file (default OUTPUT/bands.png)")
     x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
     x.set_defaults(func=cmd_predict)
     x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")

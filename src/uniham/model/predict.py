@@ -75,9 +75,16 @@ class LoadedModel:
         return H
 
 
-def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) -> Hamiltonian:
+# elements whose ground state in db1's kind of cells is usually magnetic: db1 is spin-restricted, so a model
+# trained on it gives their non-magnetic Hamiltonian
+MAGNETIC = ("Cr", "Mn", "Fe", "Co", "Ni", "Ru", "Rh", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Eu", "Sm", "Nd", "Pr")
+
+
+def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32, strict: bool = True) -> Hamiltonian:
     """The Hamiltonian of ``atoms`` from the checkpoint (a path or a :class:`LoadedModel`): the network's
-    blocks (direct model), or H0 + the network's ΔH (delta_h0 model: H0 by CP2K over its full range)."""
+    blocks (direct model), or H0 + the network's ΔH (delta_h0 model: H0 by CP2K over its full range).
+
+    ``strict``: refuse elements the model never saw in training (one :class:`UnihamError` naming them)."""
     from ase.data import atomic_numbers
 
     import uniham
@@ -89,6 +96,10 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
     lm = ckpt_path if isinstance(ckpt_path, LoadedModel) else LoadedModel(ckpt_path, dtype)
     box = ensure_box(atoms)
     symbols = box.get_chemical_symbols()
+    untrained = sorted({x for x in symbols if lm.trained and atomic_numbers[x] not in lm.trained})
+    if strict and untrained:
+        raise UnihamError(f"the model was not trained on {', '.join(untrained)} ({len(lm.trained)} elements covered); "
+                          "it cannot predict this structure")
     bases = lm.bases(symbols)
     timing, h0 = {}, None
     if lm.target["kind"] == "delta_h0":  # H = H0 + ΔH_pred: H0 over its full range, ΔH on the model's edges
@@ -113,7 +124,8 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32) ->
     ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
                       "checkpoint": lm.path, "checkpoint_step": lm.ckpt.get("step"),
                       "model_config": lm.ckpt["model_config"], "basis_family": lm.family, "target": lm.target,
-                      "untrained_elements": sorted({x for x in symbols if lm.trained and atomic_numbers[x] not in lm.trained}),
+                      "untrained_elements": untrained,
+                      "magnetic_elements": sorted({x for x in symbols if x in MAGNETIC}),
                       # (a delta_h0 model's H0 has every block: nothing is cut)
                       "beyond_cutoff": {} if lm.target["kind"] == "delta_h0" else beyond_cutoff(bases, lm.model.edge_range()),
                       "timing": {"network_s": t_net, **timing, "total_s": time.perf_counter() - t0}}
