@@ -255,3 +255,33 @@ def test_predict_bands_api_and_uncovered_elements(si_dock, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "C.cif"), "--model", ck, "-o", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "not trained on C" in err and err.count("\n") == 1
+
+
+def test_campaign_stretches_continue_from_the_committed_weights(si_dock, tmp_path):
+    """scripts/campaign.py: two stretches; the second warm-starts from the first's exported weights (its first
+    evaluation is far below the first stretch's start), the tally adds up, the weights load as plain data and predict."""
+    import csv
+
+    camp = tmp_path / "camp"
+    camp.mkdir()
+    cfg = _config(tmp_path, si_dock, "local", 10 ** 6, eval_every=5, checkpoint_every=50)
+    (camp / "config.toml").write_text(cfg.read_text())
+    script = Path(__file__).resolve().parents[1] / "scripts" / "campaign.py"
+    for k in range(2):
+        p = subprocess.run([sys.executable, str(script), "run", str(camp), "--hours", str(15 / 3600)],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+    state = json.loads((camp / "state.json").read_text())
+    s1, s2 = state["stretches"]
+    assert not s1["warm_start"] and s2["warm_start"] and s1["kept"]
+    assert abs(state["totals"]["cpu_core_hours"] - (s1["wall_h"] + s2["wall_h"])) < 1e-3
+    assert state["totals"]["steps"] == s1["steps"] + s2["steps"]
+    rows = list(csv.DictReader(open(camp / "learning_curve.csv")))
+    first = [float(r["train_mae_meV"]) for r in rows if r["stretch"] == "1"]  # (no validation set here)
+    second = [float(r["train_mae_meV"]) for r in rows if r["stretch"] == "2"]
+    assert second[0] < 0.5 * first[0], (first[:3], second[:3])
+    assert int(rows[-1]["campaign_step"]) == state["totals"]["steps"]
+    ck = torch.load(camp / "weights.pt", weights_only=True)
+    assert ck["optimizer"] is None if "optimizer" in ck else True
+    assert main(["predict", str(si_dock / "POSCAR"), "--model", str(camp / "weights.pt"), "-o", str(tmp_path / "p")]) == 0
+    assert (camp / "learning_curve.png").stat().st_size > 1000

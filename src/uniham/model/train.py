@@ -38,6 +38,8 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
     seed = 0
     threads = 0                      # torch CPU threads (0 = torch's default; 1 on a shared CPU)
     max_minutes = 0                  # wall-clock budget of this invocation (0 = none): equal-budget comparisons
+    init = ""                        # warm start: weights of this checkpoint or weights file (EMA if present,
+                                     # its on-site reference too), same [model]; fresh optimizer and schedule
 
 Several GPUs: ``torchrun --nproc_per_node N -m uniham.cli train CONFIG`` (DistributedDataParallel; each
 rank takes every N-th batch). A checkpoint is written every ``checkpoint_every`` steps, at the end, and
@@ -72,7 +74,7 @@ log = logging.getLogger(__name__)
 TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e-5, "warmup": 100,
                   "final_lr_ratio": 0.02, "ema": 0.99, "clip": 10.0, "eval_every": 100, "checkpoint_every": 200,
                   "patience": 0, "loss": "mse", "overlap_weight": 0.0, "band_weight": 0.0, "site_reference": True, "gauge": "absolute", "device": "auto", "compile": False, "amp": False, "seed": 0,
-                  "threads": 0, "max_minutes": 0.0}
+                  "threads": 0, "max_minutes": 0.0, "init": ""}
 # split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
                  "split_by": "structure", "holdout": []}
@@ -397,7 +399,9 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
     train_set = _samples_on_device(train_set, device)
-    if t["site_reference"] and not resume:
+    if t["init"] and not resume:
+        warm_start(model, t["init"], mcfg, device)
+    elif t["site_reference"] and not resume:
         model.site_ref.copy_(fit_site_reference(train_set, layout).to(device))
     ddp_model = torch.compile(model) if t["compile"] else model
     if world > 1:
@@ -525,6 +529,22 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         torch.distributed.destroy_process_group()
     return result | {"step": step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out), "n_train": len(train_set),
                      "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
+
+
+def warm_start(model, path, mcfg: ModelConfig, device) -> None:
+    """Load the weights of ``path`` (a checkpoint or a weights file: its EMA weights if it has them) into
+    ``model``; the architecture must be the same."""
+    ck = load_checkpoint(path, device)
+    theirs = ModelConfig.from_dict({**ck.get("model_config", {})}).to_dict() if "model_config" in ck else None
+    if theirs != mcfg.to_dict():
+        diff = sorted(k for k in mcfg.to_dict() if theirs is None or theirs.get(k) != mcfg.to_dict()[k])
+        raise UnihamError(f"[train] init = {path}: another architecture (differs in {', '.join(diff) or 'everything'})")
+    sd = dict(ck.get("ema_state_dict") or ck["state_dict"])
+    missing = set(model.state_dict()) - set(sd)
+    if missing:
+        raise UnihamError(f"[train] init = {path}: no weights for {sorted(missing)[:3]}")
+    model.load_state_dict(sd)
+    log.info("warm start from %s (step %s)", path, ck.get("step"))
 
 
 def _samples_on_device(samples: list[dict], device, fraction: float = 0.25) -> list[dict]:
