@@ -8,6 +8,8 @@ CONFIG (TOML; every hyper-parameter, saved into each checkpoint with the code ve
     fractions = [0.8, 0.1, 0.1]      # train / validation / test, by structure (hash of the id)
     seed = 0
     max_structures = 0               # 0 = all
+    restrict_to = []                 # dataset folders: only structures (by id) that these hold too, e.g. the SCF
+                                     # store restricted to what its ΔH store covers (same structures, same splits)
     [model]                          # uniham.model.net.ModelConfig
     kind = "so2"
     cutoff = 8.0                     # Angstrom: edges within this distance ...
@@ -77,7 +79,7 @@ TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e
                   "threads": 0, "max_minutes": 0.0, "init": ""}
 # split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
-                 "split_by": "structure", "holdout": []}
+                 "split_by": "structure", "holdout": [], "restrict_to": []}
 
 
 def load_config(path) -> dict:
@@ -333,6 +335,11 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     dtype = torch.float32
 
     items = discover(dcfg["paths"])
+    if dcfg["restrict_to"]:
+        from uniham.data.store import DatasetStore
+
+        keep = set().union(*(DatasetStore(p).manifest["structures"] for p in dcfg["restrict_to"]))
+        items = [it for it in items if it.key in keep]
     if dcfg["max_structures"]:
         items = items[:dcfg["max_structures"]]
     if len(items) < 1:
@@ -401,6 +408,10 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     train_set = _samples_on_device(train_set, device)
     if t["init"] and not resume:
         warm_start(model, t["init"], mcfg, device)
+        if t["site_reference"]:  # elements new to this run get their fitted reference, the others keep theirs
+            fit = fit_site_reference(train_set, layout).to(device)
+            new = (model.site_ref.abs().sum((1, 2)) == 0) & (fit.abs().sum((1, 2)) > 0)
+            model.site_ref[new] = fit[new]
     elif t["site_reference"] and not resume:
         model.site_ref.copy_(fit_site_reference(train_set, layout).to(device))
     ddp_model = torch.compile(model) if t["compile"] else model
