@@ -38,3 +38,16 @@ def cp2k() -> str:
         if os.environ.get("UNIHAM_REQUIRE_CP2K"):
             raise
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def stores(cp2k, tmp_path_factory):
+    """A 2-structure SCF store of tests/data/tiny_recipe.toml and its ΔH store (cutoff 5 A), shared read-only
+    (copy them to change them)."""
+    from uniham.data.build import build
+    from uniham.data.zeroth_step import zeroth_pass
+
+    root = tmp_path_factory.mktemp("stores")
+    build(ROOT / "tests" / "data" / "tiny_recipe.toml", root / "ds", workers=1, progress=False, limit=2)
+    zeroth_pass(root / "ds", root / "dh", cutoff=5.0, workers=1, progress=False)
+    return root / "ds", root / "dh"

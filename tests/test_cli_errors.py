@@ -19,6 +19,16 @@ CASES = {
     "overlap.xyz": "2\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nSi 0 0 0\nSi 0.1 0 0\n",
     "flat.xyz": "1\nLattice=\"5 0 0 0 5 0 0 0 0\" Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nSi 0 0 0\n",
     "garbage.cif": "data_x\n_cell_length_a oops\nloop_\n_atom_site_label\n",
+    # a mixed Si/Ge site and a 0.6-occupied one: never rounded to full atoms
+    "partial.cif": ("data_x\n_cell_length_a 5.43\n_cell_length_b 5.43\n_cell_length_c 5.43\n_cell_angle_alpha 90\n"
+                    "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+                    "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
+                    "_atom_site_fract_z\n_atom_site_occupancy\nSi1 Si 0 0 0 0.5\nGe1 Ge 0 0 0 0.5\n"
+                    "Si2 Si 0.25 0.25 0.25 1.0\n"),
+    "vacancy.cif": ("data_x\n_cell_length_a 5.43\n_cell_length_b 5.43\n_cell_length_c 5.43\n_cell_angle_alpha 90\n"
+                    "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+                    "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
+                    "_atom_site_fract_z\n_atom_site_occupancy\nSi1 Si 0 0 0 1.0\nSi2 Si 0.25 0.25 0.25 0.6\n"),
 }
 
 
@@ -85,3 +95,29 @@ def test_entry_point_exit_status(tmp_path):
     r = subprocess.run([sys.executable, "-m", "uniham.cli", "dft", str(p), "-o", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("uniham: error:")
+
+
+@pytest.mark.parametrize("args", [["--smearing", "-1"], ["--smearing", "0"], ["--cutoff", "0"], ["--ke-cutoff", "-5"],
+                                  ["--threads", "0"]])
+def test_dft_options_checked_before_any_run(tmp_path, capsys, args):
+    p = tmp_path / "Si.xyz"
+    p.write_text(CASES["overlap.xyz"].replace("Si 0.1 0 0", "Si 1.36 1.36 1.36"))
+    code, err = run_cli(["dft", str(p), "-o", str(tmp_path / "out"), *args], capsys)
+    assert code == 2 and err.count("\n") == 1 and args[0] in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bands_npoints_checked(tmp_path, capsys):
+    code, err = run_cli(["bands", str(tmp_path / "nothing"), "--npoints", "-5"], capsys)
+    assert code == 2 and "--npoints" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("line,what", [("lr = -3e-3", "must be > 0"), ('lr = "fast"', "expected a number"),
+                                       ("batch_size = 0", "must be >= 1"), ("steps = -5", "must be >= 1"),
+                                       ('loss = "l1"', "expected one of")])
+def test_train_config_values_checked(tmp_path, capsys, line, what):
+    p = tmp_path / "c.toml"
+    p.write_text(f"out = \"{tmp_path / 'run'}\"\n[train]\n{line}\n[data]\npaths = ['x']\n")
+    code, err = run_cli(["train", str(p)], capsys)
+    assert code == 2 and what in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()

@@ -280,8 +280,48 @@ def test_campaign_stretches_continue_from_the_committed_weights(si_dock, tmp_pat
     first = [float(r["train_mae_meV"]) for r in rows if r["stretch"] == "1"]  # (no validation set here)
     second = [float(r["train_mae_meV"]) for r in rows if r["stretch"] == "2"]
     assert second[0] < 0.5 * first[0], (first[:3], second[:3])
-    assert int(rows[-1]["campaign_step"]) == state["totals"]["steps"]
+    # (the last evaluation of a stretch cut by its time budget may come a few steps before its end)
+    assert state["totals"]["steps"] - 10 <= int(rows[-1]["campaign_step"]) <= state["totals"]["steps"]
     ck = torch.load(camp / "weights.pt", weights_only=True)
     assert ck["optimizer"] is None if "optimizer" in ck else True
     assert main(["predict", str(si_dock / "POSCAR"), "--model", str(camp / "weights.pt"), "-o", str(tmp_path / "p")]) == 0
     assert (camp / "learning_curve.png").stat().st_size > 1000
+
+
+def test_hostile_and_damaged_checkpoints_are_one_line(si_dock, tmp_path, capsys):
+    """Foreign torch files, a malicious pickle, an edited config, a missing or reshaped weight and altered
+    weights (checksum) each give one line and exit 2 from predict, never a traceback or torch's advice to
+    disable weights_only."""
+    import pickle
+
+    cfg = _config(tmp_path, si_dock, "m", 3)
+    assert main(["train", str(cfg)]) == 0
+    good = torch.load(tmp_path / "m" / "best.pt", weights_only=True)
+    assert len(good["weights_sha256"]) == 64
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    cases = {"foreign_dict": {"foo": torch.zeros(2)}, "a_list": [torch.zeros(2)]}
+    edited = dict(good, model_config=dict(good["model_config"], channels=16))
+    cases["edited_config"] = edited
+    sd = dict(good["state_dict"])
+    sd.pop(next(iter(sd)))
+    cases["missing_key"] = dict(good, state_dict=sd, weights_sha256=None)
+    sd = {k: v.clone() for k, v in good["state_dict"].items()}
+    k0 = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 1)
+    sd[k0] += 1.0
+    cases["altered_weights"] = dict(good, state_dict=sd)
+    capsys.readouterr()
+    for name, obj in [*cases.items(), ("malicious", None)]:
+        path = tmp_path / f"{name}.pt"
+        if obj is None:
+            path.write_bytes(pickle.dumps(Evil()))
+        else:
+            torch.save(obj, path)
+        code = main(["predict", str(si_dock / "POSCAR"), "--model", str(path), "-o", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and str(path) in err, (name, err)
+        assert "weights_only=False" not in err and "Traceback" not in err, (name, err)
+    assert not (tmp_path / "pwned").exists()

@@ -74,18 +74,6 @@ def test_zeroth_step_cli(cp2k, tmp_path, capsys):
     assert err.startswith("uniham: error:") and err.count("\n") == 1 and "cp2k" in err
 
 
-@pytest.fixture(scope="module")
-def stores(cp2k, tmp_path_factory):
-    """A 2-structure SCF store of the tiny recipe and its ΔH store (cutoff 5 A), shared read-only."""
-    from uniham.data.build import build
-    from uniham.data.zeroth_step import zeroth_pass
-
-    root = tmp_path_factory.mktemp("stores")
-    build(TINY, root / "ds", workers=1, progress=False, limit=2)
-    zeroth_pass(root / "ds", root / "dh", cutoff=5.0, workers=1, progress=False)
-    return root / "ds", root / "dh"
-
-
 def test_delta_pass_resumes_and_leaves_the_source_alone(stores, tmp_path, capsys):
     from uniham.data.build import build
     from uniham.data.store import DatasetStore, sha256

@@ -65,6 +65,7 @@ def validate_structure(atoms: Atoms) -> None:
     """Raise :class:`UnihamError` for empty structures, unknown elements, bad cells or clashing atoms."""
     if len(atoms) == 0:
         raise UnihamError("structure has no atoms")
+    _check_occupancy(atoms)
     numbers = atoms.get_atomic_numbers()
     bad = [int(z) for z in numbers if z < 1 or z >= len(chemical_symbols)]
     if bad:
@@ -81,6 +82,21 @@ def validate_structure(atoms: Atoms) -> None:
         if pbc.all() and abs(np.linalg.det(cell)) < 1e-6:
             raise UnihamError("cell has zero volume")
     _check_distances(atoms)
+
+
+def _check_occupancy(atoms: Atoms) -> None:
+    """Refuse partially occupied or mixed sites (a CIF's ``_atom_site_occupancy`` < 1, which ASE reads as one full
+    atom of one of the species): a Hamiltonian needs an ordered structure; build a supercell model of the
+    disorder (e.g. pymatgen's OrderDisorderedStructureTransformation) first."""
+    occ = atoms.info.get("occupancy")
+    if not isinstance(occ, dict):
+        return
+    for site, species in occ.items():
+        total = sum(float(v) for v in species.values())
+        if len(species) > 1 or total < 1 - 1e-6:
+            text = " + ".join(f"{x} {float(v):g}" for x, v in species.items())
+            raise UnihamError(f"site {site} is partially occupied or disordered ({text}): give an ordered structure "
+                              "(a supercell model of the disorder)")
 
 
 def _check_distances(atoms: Atoms) -> None:

@@ -116,6 +116,7 @@ def cmd_dataset_info(args) -> None:
                       f"{info['path']}: {info['n_structures']} structures, {info['n_elements']} elements")
     if args.json:
         print(json.dumps(info, indent=1))
+        _verified(args, info)
         return
     print(f"{info['path']}: recipe {info['recipe']} ({info['recipe_hash']}), {info['n_structures']} structures "
           f"({info['n_staged']} staged), {info['n_failed']} failed, {info['n_elements']} elements, "
@@ -137,6 +138,14 @@ def cmd_dataset_info(args) -> None:
                                else "MISMATCH " + ", ".join(info["checksum_mismatches"])))
     if args.plot:
         print(f"coverage plot written to {args.plot}")
+    _verified(args, info)
+
+
+def _verified(args, info: dict) -> None:
+    """With --verify, a store whose shards are missing or altered is an error (exit status 2)."""
+    if args.verify and info["checksum_mismatches"]:
+        bad = info["checksum_mismatches"]
+        raise UnihamError(f"{args.dir}: {len(bad)} shard(s) missing or not matching their checksum: {', '.join(bad[:5])}")
 
 
 def cmd_dataset_export(args) -> None:

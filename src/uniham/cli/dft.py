@@ -12,6 +12,7 @@ def cmd_dft(args) -> None:
 
     if args.zeroth_step and args.engine != "cp2k":
         raise UnihamError("--zeroth-step is implemented for --engine cp2k only")
+    _check_options(args)
     atoms = read_structure(args.structure)
     if args.engine == "cp2k":
         from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
@@ -47,6 +48,18 @@ def cmd_dft(args) -> None:
           f"{label} (E <= E_F + 5 eV, off-mesh k) = {p[check]['max_band_error_meV']:.4f} meV; "
           f"wall {p['timing']['total_s']:.1f} s")
     print(f"written to {args.output}")
+
+
+def _check_options(args) -> None:
+    """Numeric options in range before any DFT runs (one line each)."""
+    if args.smearing is not None and (args.smearing < 0 or (args.engine == "cp2k" and args.smearing == 0)):
+        raise UnihamError(f"--smearing {args.smearing}: the Fermi-Dirac kT must be {'> 0' if args.engine == 'cp2k' else '>= 0'} eV")
+    for name in ("cutoff", "ke_cutoff"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise UnihamError(f"--{name.replace('_', '-')} {v}: must be positive")
+    if args.threads < 1:
+        raise UnihamError(f"--threads {args.threads}: must be at least 1")
 
 
 def add_parsers(sub) -> None:

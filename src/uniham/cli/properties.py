@@ -15,6 +15,8 @@ def cmd_bands(args) -> None:
     from uniham.properties.bands import bands_result, plot_bands, resolve_fermi
     from uniham.properties.kpath import auto_labels, build_path, parse_kpath, read_kpoints_file
 
+    if args.npoints < 2:
+        raise UnihamError(f"--npoints {args.npoints}: a path needs at least 2 k-points")
     ham = read_hamiltonian(args.src, args.src_format)
     if args.kpoints:
         kpts = read_kpoints_file(args.kpoints)

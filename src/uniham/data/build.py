@@ -258,6 +258,9 @@ def build(recipe_path, out, workers: int = 2, scheduler: str | None = None, prog
     if recovered:
         log.warning("recovered after an interruption: %s", recovered)
     store.consolidate(force=True)  # pack what a previous run staged
+    lost = store.forget_damaged()
+    if lost:
+        log.warning("%d structures of missing or damaged shards are redone", len(lost))
     stale = [sid for sid, rec in store.manifest["failures"].items() if INTERRUPTED.match(rec.get("reason", ""))]
     if stale:  # recorded by uniham <= 0.1.1 when a stopped build killed CP2K: not failures, redo them
         store.forget_failures(stale)

@@ -242,6 +242,29 @@ class DatasetStore:
                 f.unlink()
         return packed
 
+    def forget_damaged(self) -> list[str]:
+        """Drop the structures of shards that are missing or fail their checksum from the manifest (kept under
+        "lost" with the reason), so that the next build redoes exactly them; a damaged file is renamed to
+        ``NAME.damaged`` (kept for inspection, never read). Returns the dropped ids."""
+        bad = self.verify()
+        if not bad:
+            return []
+        lost = self.manifest.setdefault("lost", {})
+        when = time.strftime("%Y-%m-%dT%H:%M:%S")
+        dropped = []
+        for name in bad:
+            f = self.shards / name
+            why = "missing" if not f.exists() else "checksum mismatch"
+            if f.exists():
+                os.replace(f, f.with_name(name + ".damaged"))
+            for sid in [s for s, r in self.manifest["structures"].items() if r["shard"] == name]:
+                lost[sid] = {"shard": name, "reason": why, "when": when}
+                del self.manifest["structures"][sid]
+                dropped.append(sid)
+            del self.manifest["shards"][name]
+        self._save_manifest()
+        return dropped
+
     def forget_failures(self, ids) -> int:
         """Drop recorded failures so that the next build runs those structures again."""
         gone = [sid for sid in ids if self.manifest["failures"].pop(sid, None) is not None]
@@ -465,8 +488,15 @@ class DatasetStore:
                 with h5py.File(staged, "r") as h5:
                     return read_group(h5[sid])
             raise UnihamError(f"{self.root}: no structure {sid!r} (see `uniham dataset info`)")
-        with h5py.File(self.shards / rec["shard"], "r") as h5:
-            return read_group(h5[sid])
+        shard = self.shards / rec["shard"]
+        if not shard.exists():
+            raise UnihamError(f"{self.root}: shard {rec['shard']} of {sid} is missing (`uniham dataset info --verify`)")
+        try:
+            with h5py.File(shard, "r") as h5:
+                return read_group(h5[sid])
+        except (OSError, KeyError, ValueError) as exc:  # a damaged shard: HDF5 filter or structure errors
+            raise UnihamError(f"{self.root}: shard {rec['shard']} is damaged, cannot read {sid} "
+                              f"({str(exc).splitlines()[0][:120]}); `uniham dataset info --verify`") from None
 
     def load(self, sid: str, with_overlap: bool = True):
         """The structure as a :class:`uniham.hamiltonian.Hamiltonian` (both halves; S from PySCF integrals)."""

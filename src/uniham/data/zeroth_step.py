@@ -139,6 +139,9 @@ def zeroth_pass(source, out, cutoff: float = 7.0, workers: int = 2, scheduler: s
     if recovered:
         log.warning("recovered after an interruption: %s", recovered)
     store.consolidate(force=True)
+    lost = store.forget_damaged()
+    if lost:
+        log.warning("%d structures of missing or damaged shards are redone", len(lost))
     if retry_failed:
         store.forget_failures(list(store.manifest["failures"]))
     done, failed = store.done_ids(), store.failed_ids()

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from uniham.model.data import discover, load_samples
-from uniham.model.train import evaluate_samples, load_checkpoint, model_from_checkpoint
+from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
+from uniham.model.train import evaluate_samples
 
 
 def split_items(items: list, ckpt: dict, split: str) -> tuple[list, int]:
@@ -44,7 +45,7 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     from uniham.errors import UnihamError
 
     ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt, path=ckpt_path)
     model.eval()
     gauge = gauge or ckpt["config"]["train"]["gauge"]
     items = discover(data_paths)

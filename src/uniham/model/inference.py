@@ -66,14 +66,14 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
 
     from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis
     from uniham.model.graph import neighbor_graph
-    from uniham.model.train import load_checkpoint, model_from_checkpoint
+    from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
     from uniham.structure import ensure_box
 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt).eval()
+    model = model_from_checkpoint(ckpt, path=ckpt_path).eval()
     if (ckpt.get("target") or {}).get("kind", "H") != "H":
         raise UnihamError(f"{ckpt_path} predicts ΔH on a zeroth-step H0, which CP2K cannot give at this size "
                           "(one dense diagonalization); chunked large prediction takes a direct (H) model")

@@ -20,7 +20,7 @@ from ase import Atoms
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
 from uniham.model.graph import EdgeRange, structure_graph
-from uniham.model.train import load_checkpoint, model_from_checkpoint
+from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 class LoadedModel:
@@ -32,7 +32,7 @@ class LoadedModel:
 
         self.path = str(ckpt_path)
         self.ckpt = load_checkpoint(ckpt_path)
-        self.model = model_from_checkpoint(self.ckpt).to(dtype)
+        self.model = model_from_checkpoint(self.ckpt, path=ckpt_path).to(dtype)
         self.model.eval()
         self.dtype = dtype
         self.family = self.ckpt.get("basis_family") or DEFAULT_BASIS

@@ -97,6 +97,7 @@ def load_config(path) -> dict:
         if bad:
             raise UnihamError(f"{path}: unknown [{sect}] keys {sorted(bad)}")
         cfg[sect] = defaults | cfg.get(sect, {})
+    _check_train_section(cfg["train"], path)
     try:
         ModelConfig.from_dict(cfg.get("model", {})).validate()
     except (TypeError, ValueError) as exc:
@@ -109,6 +110,35 @@ def load_config(path) -> dict:
         raise UnihamError(f"{path}: [data] split_by = {cfg['data']['split_by']!r}: expected one of {', '.join(SPLIT_BY)}")
     cfg.setdefault("out", str(Path(path).with_suffix("")))
     return cfg
+
+
+# [train] key -> (lowest allowed, highest allowed or None, lowest excluded); the type is the default's
+TRAIN_RANGES = {"steps": (1, None), "batch_size": (1, None), "lr": (0, None, True), "weight_decay": (0, None),
+                "warmup": (0, None), "final_lr_ratio": (0, 1), "ema": (0, 0.999999), "clip": (0, None, True),
+                "eval_every": (1, None), "checkpoint_every": (1, None), "patience": (0, None),
+                "overlap_weight": (0, None), "band_weight": (0, None), "threads": (0, None), "max_minutes": (0, None)}
+TRAIN_CHOICES = {"loss": ("mse", "mae"), "gauge": ("absolute", "free")}
+
+
+def _check_train_section(tr: dict, path) -> None:
+    """Every [train] value of the right type and range, before anything is loaded or written (one line each)."""
+    for key, default in TRAIN_DEFAULTS.items():
+        v = tr[key]
+        kind = type(default)
+        ok = isinstance(v, bool) if kind is bool else (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+            if kind in (int, float) else isinstance(v, kind))
+        if not ok:
+            raise UnihamError(f"{path}: [train] {key} = {v!r}: expected {'a number' if kind is float else kind.__name__}")
+        if key in TRAIN_RANGES:
+            lo, hi, *strict = TRAIN_RANGES[key]
+            if v < lo or (strict and v == lo) or (hi is not None and v > hi):
+                span = f"{'>' if strict else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise UnihamError(f"{path}: [train] {key} = {v!r}: must be {span}")
+        if key in TRAIN_CHOICES and v not in TRAIN_CHOICES[key]:
+            raise UnihamError(f"{path}: [train] {key} = {v!r}: expected one of {', '.join(TRAIN_CHOICES[key])}")
+    if not (tr["device"] in ("auto", "cpu") or str(tr["device"]).startswith("cuda")):
+        raise UnihamError(f"{path}: [train] device = {tr['device']!r}: expected auto, cpu or cuda[:N]")
 
 
 # ----------------------------------------------------------------------------- losses and metrics
@@ -247,45 +277,8 @@ def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dty
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _plain(obj):
-    """Only types ``torch.load(weights_only=True)`` accepts: numpy scalars/arrays become Python/tensors."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj)
-    return obj
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(_plain(state), tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise UnihamError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise UnihamError(f"{path}: not a uniham checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def model_from_checkpoint(ckpt: dict, ema: bool = True):
-    mc = dict(ckpt["model_config"])
-    mc.setdefault("head_mmax", mc.get("mmax", 4))  # checkpoints from before head_mmax: heads had the layers' mmax
-    model = build_model(mc, ckpt.get("basis_family"))
-    sd = dict(ckpt.get("ema_state_dict") if ema and ckpt.get("ema_state_dict") else ckpt["state_dict"])
-    sd.setdefault("site_ref", model.site_ref)  # checkpoints from before the on-site reference
-    model.load_state_dict(sd)
-    for k, v in sd.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise UnihamError(f"checkpoint weights contain NaN/inf ({k})")
-    return model
+# (uniham.model.checkpoint; imported here for the callers that know them from the trainer)
+from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402,F401
 
 
 def _rng_state() -> dict:
