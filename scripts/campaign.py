@@ -62,7 +62,7 @@ def export_weights(ckpt_path: Path, out: Path) -> str:
     """The slim campaign weights of a checkpoint (EMA weights as the state dict, no optimizer, no RNG); returns sha256."""
     import torch
 
-    from uniham.model.train import load_checkpoint, save_checkpoint
+    from uniham.model.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(ckpt_path)
     slim = {k: v for k, v in ck.items() if k not in ("optimizer", "rng", "splits")}

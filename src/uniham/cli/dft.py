@@ -10,8 +10,6 @@ def cmd_dft(args) -> None:
     from uniham.structure import read_structure
     from uniham.units import RYDBERG_EV
 
-    if args.zeroth_step and args.engine != "cp2k":
-        raise UnihamError("--zeroth-step is implemented for --engine cp2k only")
     _check_options(args)
     atoms = read_structure(args.structure)
     if args.engine == "cp2k":
@@ -32,7 +30,7 @@ def cmd_dft(args) -> None:
 
         settings = DFTSettings(kmesh=kmesh_arg(args.kmesh), cutoff=args.cutoff, interp_mesh=kmesh_arg(args.interp_kmesh),
                                ke_cutoff=args.ke_cutoff, density_fit=args.df, basis=args.basis or "gth-szv",
-                               xc=args.xc or "pbe", smearing=args.smearing or 0.0)
+                               xc=args.xc or "pbe", smearing=args.smearing or 0.0, zeroth_step=args.zeroth_step)
         check = "truncation"
     ham = run_dft(atoms, settings, progress=True)
     write_hamiltonian(ham, args.output, "deeph-dock")
@@ -81,8 +79,8 @@ def add_parsers(sub) -> None:
     f.add_argument("--cp2k", help="cp2k: path of the CP2K executable (default: $UNIHAM_CP2K or PATH)")
     f.add_argument("--keep-files", metavar="DIR", help="cp2k: keep CP2K's input, output and matrices in DIR")
     f.add_argument("--zeroth-step", action="store_true",
-                   help="cp2k: no SCF; H0 = Kohn-Sham matrix of the superposed atomic densities (same basis, "
-                        "cutoff; k-mesh 1x1x1 unless --kmesh N1,N2,N3: it does not change H0)")
+                   help="no SCF: H0 = Kohn-Sham matrix of the superposed atomic densities (cp2k: same basis and "
+                        "cutoff, k-mesh 1x1x1 unless --kmesh N1,N2,N3, which does not change H0; pyscf: its atom guess)")
     f.add_argument("--interp-kmesh", default="auto", help="pyscf: k-mesh whose H(k) is Fourier transformed to H(R)")
     f.add_argument("--df", default="fft", choices=["fft", "multigrid"], help="pyscf: density fitting")
     f.set_defaults(func=cmd_dft)

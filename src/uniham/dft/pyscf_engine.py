@@ -53,6 +53,9 @@ class DFTSettings:
     interp_range: float = 24.0  # Angstrom: the automatic interpolation supercell spans at least this
     n_check_kpoints: int = 3
     seed: int = 0
+    # no SCF: H0 = hcore + V_eff of PySCF's superposition of (occupation-averaged, spherical) atomic densities,
+    # get_init_guess(key="atom"); as CP2K's zeroth step, with PySCF's atoms and energy zero
+    zeroth_step: bool = False
 
 
 def build_cell(atoms: Atoms, s: DFTSettings):
@@ -267,9 +270,20 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
     cell = build_cell(box, s)
     kmesh, imesh = choose_meshes(box, s)
     log.info("SCF on %s k-mesh, interpolation mesh %s", kmesh, imesh)
-    kmf = run_scf(cell, kmesh, s)
+    if s.zeroth_step:
+        from pyscf.pbc import dft
+
+        kmf = dft.KRKS(cell, cell.make_kpts(kmesh))
+        kmf.xc, kmf.verbose = s.xc, 0
+        if s.density_fit == "multigrid":
+            from pyscf.pbc.dft import multigrid
+
+            kmf.with_df = multigrid.MultiGridFFTDF(cell, kmf.kpts)
+        dm = kmf.get_init_guess(cell, key="atom")
+    else:
+        kmf = run_scf(cell, kmesh, s)
+        dm = kmf.make_rdm1()
     t_scf = time.perf_counter() - t0
-    dm = kmf.make_rdm1()
     kfrac, hk = interpolation_hk(kmf, dm, imesh, progress)
     t_hk = time.perf_counter() - t0 - t_scf
     bases, offsets = atom_bases(cell)
@@ -284,16 +298,18 @@ def run_dft_with_scf(atoms: Atoms, settings: DFTSettings | None = None, progress
     basis = {}
     for sym, b in zip(atoms.get_chemical_symbols(), bases):
         basis.setdefault(sym, b)
-    fermi = float(np.max(kmf.get_fermi())) * HARTREE_EV
+    fermi = float("nan") if s.zeroth_step else float(np.max(kmf.get_fermi())) * HARTREE_EV
     ham = Hamiltonian(box, basis, H, S, fermi, float(cell.nelectron), False)
-    truncation = check_truncation(ham, kmf, dm, u_full, fermi, s)
+    truncation = check_truncation(ham, kmf, dm, u_full, fermi if np.isfinite(fermi) else np.inf, s)
     ham.provenance = {
         "engine": "pyscf",
         "versions": {"pyscf": pyscf.__version__, "uniham": uniham.__version__, "numpy": np.__version__},
         "settings": asdict(s) | {"kmesh": list(kmesh), "interp_mesh": list(imesh)},
         "ke_cutoff_eV": float(cell.ke_cutoff) * HARTREE_EV if cell.ke_cutoff else None,
         "fft_mesh": list(map(int, cell.mesh)),
-        "scf": {"converged": bool(kmf.converged), "cycles": int(getattr(kmf, "cycles", -1)),
+        "hamiltonian": "zeroth-step H0 (superposed atomic densities, no SCF)" if s.zeroth_step else "SCF",
+        "scf": {"zeroth_step": True, "converged": None, "cycles": 0} if s.zeroth_step else
+               {"converged": bool(kmf.converged), "cycles": int(getattr(kmf, "cycles", -1)),
                 "energy_eV": float(kmf.e_tot) * HARTREE_EV, "conv_tol_Ha": s.conv_tol},
         "fourier": {"max_imaginary_eV": max_imag, "n_blocks": len(H)},
         "truncation": truncation,

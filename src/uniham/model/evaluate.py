@@ -82,7 +82,7 @@ def predicted_pair(item, lm) -> tuple:
 
     if item.target != "delta_h0":
         ref = item.load()
-        return ref, predict(ref.atoms, lm, fermi=False)
+        return ref, predict(ref.atoms, lm, fermi=False, strict=False)
     ref, stored = item.reference(), item.load(with_overlap=False).H
     h0 = {k: v - stored[k] if k in stored else v for k, v in ref.H.items()} if lm.model.cfg.prior else None
     net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()), h0)
