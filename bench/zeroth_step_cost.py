@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--basis", default="DZVP-MOLOPT-SR-GTH")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--out", help="also write the JSON here, after every cell (a stopped run keeps its rows)")
     args = ap.parse_args()
     rows = []
     tmp = Path("/tmp/uniham-zeroth-cost")
@@ -82,6 +83,8 @@ def main() -> None:
             row["mean_abs_h_minus_h0_meV"] = 1e3 * float(np.mean(np.concatenate([np.abs(scf[k] - h0[k]).ravel() for k in common])))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
+        if args.out:
+            Path(args.out).write_text(json.dumps(run_meta() | {"basis": args.basis, "rows": rows}, indent=1))
     print(json.dumps(run_meta() | {"basis": args.basis, "rows": rows}, indent=1))
 
 
