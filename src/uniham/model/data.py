@@ -109,8 +109,12 @@ def zeroth_step_blocks(item: Item, delta) -> dict:
     beyond the ΔH store's cutoff H0 ≈ H)."""
     if item.target != "delta_h0":
         raise UnihamError(f"{item.id}: H0 features need ΔH data (a `uniham dataset zeroth` store)")
-    ref = item.reference(with_overlap=False)
-    return {k: v - delta.H[k] if k in delta.H else v for k, v in ref.H.items()}
+    return h0_from(item.reference(with_overlap=False).H, delta.H)
+
+
+def h0_from(h: dict, delta: dict) -> dict:
+    """{key: H - ΔH} on every block of ``h`` (ΔH zero where it has no block: beyond its store's cutoff)."""
+    return {k: v - delta[k] if k in delta else v for k, v in h.items()}
 
 
 def load_samples(items: list[Item], cutoff: float | EdgeRange, layout: Layout, progress: bool = True,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uniham.model.data import discover, load_samples
+from uniham.model.data import discover, h0_from, load_samples
 from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
 from uniham.model.train import evaluate_samples
 
@@ -74,17 +74,23 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     return res
 
 
-def predicted_pair(item, lm) -> tuple:
+def delta_inputs(item) -> tuple:
+    """(SCF Hamiltonian with S, stored ΔH blocks) of a delta_h0 item, read once for the comparisons below."""
+    return item.reference(), item.load(with_overlap=False).H
+
+
+def predicted_pair(item, lm, inputs: tuple | None = None) -> tuple:
     """(DFT Hamiltonian, predicted one) of a data item. A delta_h0 item's prediction is H - ΔH_stored + ΔH_pred
-    on the network's blocks (= H0 + ΔH_pred there; beyond them H0 ≈ H, as its record says), so no CP2K run."""
+    on the network's blocks (= H0 + ΔH_pred there; beyond them H0 ≈ H, as its record says), so no CP2K run;
+    ``inputs``: its :func:`delta_inputs`, if already read."""
     from uniham.hamiltonian import Hamiltonian
     from uniham.model.predict import predict
 
     if item.target != "delta_h0":
         ref = item.load()
         return ref, predict(ref.atoms, lm, fermi=False, strict=False)
-    ref, stored = item.reference(), item.load(with_overlap=False).H
-    h0 = {k: v - stored[k] if k in stored else v for k, v in ref.H.items()} if lm.model.cfg.prior else None
+    ref, stored = inputs or delta_inputs(item)
+    h0 = h0_from(ref.H, stored) if lm.model.cfg.prior else None
     net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()), h0)
     H = dict(ref.H)
     for k, v in net.items():
@@ -93,13 +99,12 @@ def predicted_pair(item, lm) -> tuple:
     return ref, Hamiltonian(ref.atoms, ref.basis, H, ref.S, None, ref.n_electrons, False)
 
 
-def zeroth_step_alone(item):
+def zeroth_step_alone(item, inputs: tuple | None = None):
     """The H0 of a delta_h0 item (H - ΔH_stored), as a Hamiltonian: the "no network" baseline."""
     from uniham.hamiltonian import Hamiltonian
 
-    ref, stored = item.reference(), item.load(with_overlap=False).H
-    H = {k: v - stored[k] if k in stored else v for k, v in ref.H.items()}
-    return ref, Hamiltonian(ref.atoms, ref.basis, H, ref.S, None, ref.n_electrons, False)
+    ref, stored = inputs or delta_inputs(item)
+    return ref, Hamiltonian(ref.atoms, ref.basis, h0_from(ref.H, stored), ref.S, None, ref.n_electrons, False)
 
 
 def band_table(items, ckpt_path, max_structures: int | None = None, progress: bool = True) -> dict:
@@ -114,10 +119,11 @@ def band_table(items, ckpt_path, max_structures: int | None = None, progress: bo
     lm = LoadedModel(ckpt_path)
     rows = []
     for it in tqdm(items[:max_structures], desc="band metric", unit="structure", leave=False, disable=not progress):
-        ref, pred = predicted_pair(it, lm)
+        inputs = delta_inputs(it) if it.target == "delta_h0" else None  # (S by integrals: once per structure)
+        ref, pred = predicted_pair(it, lm, inputs)
         row = {"id": it.id} | band_metric(pred, ref)
-        if it.target == "delta_h0":
-            row["h0_alone_band_mae_meV"] = band_metric(zeroth_step_alone(it)[1], ref)["band_mae_meV"]
+        if inputs is not None:
+            row["h0_alone_band_mae_meV"] = band_metric(zeroth_step_alone(it, inputs)[1], ref)["band_mae_meV"]
         rows.append(row)
     out = {"band_metric": summarize(r["band_mae_meV"] for r in rows), "band_metric_per_structure": rows}
     if rows and "h0_alone_band_mae_meV" in rows[0]:
