@@ -186,3 +186,20 @@ def test_delta_model_with_h0_features(stores, tmp_path, capsys):
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "prior = true needs ΔH data" in err and err.count("\n") == 1
+
+
+def test_evaluation_report(stores, tmp_path, capsys):
+    """`uniham evaluate --report DIR`: Markdown + PNG (per-element heat map, material figures with bands and
+    Im ε(ω)), a JSON with the same figures; the band metric per family."""
+    ds, dh = stores
+    cfg = train_config(tmp_path, dh, "run", 10, layers=1, model={"prior": True})
+    assert main(["train", str(cfg)]) == 0
+    rep = tmp_path / "rep"
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(dh),
+                 "--report", str(rep)]) == 0
+    assert f"report: {rep / 'report.md'}" in capsys.readouterr().out
+    md = (rep / "report.md").read_text()
+    js = json.loads((rep / "report.json").read_text())
+    assert (rep / "mae_per_element.png").stat().st_size > 10_000 and "H0 alone" in md
+    assert js["materials"] and all((rep / m["png"]).exists() and np.isfinite(m["im_eps_xx_mae"]) for m in js["materials"])
+    assert js["by_source"][0]["n"] == 2 and "| elements | 2 |" in md

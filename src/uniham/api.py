@@ -1,7 +1,8 @@
 """The Python API, mirroring the CLI, for notebooks: structures in, Hamiltonians and their physics out.
 
     import uniham
-    pred = uniham.predict(atoms, model="runs/db1/best.pt")   # ASE Atoms, pymatgen Structure or a file path
+    pred = uniham.predict(atoms)  # ASE Atoms, pymatgen Structure or a file path; the shipped default model
+    pred = uniham.predict(atoms, model="runs/db1/best.pt")   # or a checkpoint of one's own
     pred.bands()                  # dict as `uniham bands --json` writes it (energies in eV, fractional k)
     pred.dos(broadening=0.1)      # (energies eV, DOS states/eV/cell)
     pred.optics(kmesh=(8, 8, 8))  # chi_ab(omega), eps_r = 1 + chi (SI), omega in eV
@@ -71,13 +72,20 @@ class Result:
         write_hamiltonian(self.hamiltonian, path, "deeph-dock")
 
 
-def predict(structure, model, fermi: bool = True) -> Result:
+def predict(structure, model=None, fermi: bool = True) -> Result:
     """The predicted Hamiltonian of ``structure`` (ASE ``Atoms``, pymatgen ``Structure``/``Molecule`` or a
-    structure file) with the trained ``model`` (checkpoint path); E_F by electron counting when ``fermi``."""
+    structure file) with ``model`` (None: the shipped default; a shipped model's name; or a checkpoint path);
+    E_F by electron counting when ``fermi``. An experimental shipped model warns once (``UserWarning``)."""
+    import warnings
+
     from uniham.model.predict import predict as _predict
+    from uniham.pretrained import notice
     from uniham.structure import read_structure
 
-    return Result(_predict(read_structure(structure), model, fermi=fermi))
+    res = Result(_predict(read_structure(structure), model, fermi=fermi))
+    if notice(res.hamiltonian.provenance.get("shipped_model")):
+        warnings.warn(notice(res.hamiltonian.provenance["shipped_model"]), stacklevel=2)
+    return res
 
 
 def load(path, fmt: str | None = None) -> Result:

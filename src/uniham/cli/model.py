@@ -43,9 +43,13 @@ def cmd_predict(args) -> None:
               f"peak memory {res['peak_rss_mb']:.0f} MB")
         print(f"written to {out} ({res['file_mb']:.1f} MB, sparse; uniham bands/dos read it)")
         return
+    from uniham.pretrained import notice
+
     ham = predict(atoms, args.model)
     write_hamiltonian(ham, args.output, "deeph-dock")
     p = ham.provenance
+    if notice(p["shipped_model"]):
+        print(notice(p["shipped_model"]))
     print(ham.summary())
     if p["magnetic_elements"]:
         print(f"warning: {', '.join(p['magnetic_elements'])} are usually magnetic; the model's training data are "
@@ -84,12 +88,24 @@ def _predicted_bands(ham, args) -> None:
     print(f"bands: {out / 'bands.json'}, plot: {png}")
 
 
+def cmd_models(args) -> None:
+    """The shipped models: name, status, one-line summary, model card."""
+    from uniham.pretrained import HERE, index
+
+    idx = index()
+    if not idx["models"]:
+        print("no model ships with this uniham")
+    for name, e in idx["models"].items():
+        mark = " (default)" if name == idx.get("default") else ""
+        print(f"{name}{mark}: {e['status']}; {e.get('summary', '')}; card {HERE / e.get('card', '')}")
+
+
 def cmd_evaluate(args) -> None:
     _torch_threads(args.threads)
     from uniham.model.evaluate import evaluate
 
     res = evaluate(args.model, args.data, n_bands=args.bands, plots=args.plots, split=args.split,
-                   max_band_structures=args.band_structures)
+                   max_band_structures=args.band_structures, report=args.report)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     extra = ""
@@ -112,6 +128,8 @@ def cmd_evaluate(args) -> None:
               f"{b['absolute_meV']:.2f} meV absolute")
     if args.json:
         print(f"JSON: {args.json}")
+    if args.report:
+        print(f"report: {res['report']}")
 
 
 def add_parsers(sub) -> None:
@@ -123,7 +141,9 @@ def add_parsers(sub) -> None:
     x.set_defaults(func=cmd_train)
     x = sub.add_parser("predict", help="predict H(R) of a structure; S(R) from basis integrals")
     x.add_argument("structure")
-    x.add_argument("--model", required=True, help="checkpoint (.pt)")
+    x.add_argument("--model", default=None,
+                   help="a shipped model's name (`uniham models` lists them) or a checkpoint (.pt); default: the "
+                        "shipped default model")
     x.add_argument("-o", "--output", required=True)
     x.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: busy-waiting OpenMP threads are 100x slower on a shared CPU)")
@@ -136,11 +156,16 @@ def add_parsers(sub) -> None:
     x.add_argument("--plot", help="with --bands: plot file (default OUTPUT/bands.png)")
     x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
     x.set_defaults(func=cmd_predict)
+    x = sub.add_parser("models", help="the models shipped with uniham (name, status, model card)")
+    x.set_defaults(func=cmd_models)
+
     x = sub.add_parser("evaluate", help="H MAE and band errors of a model on a data set")
     x.add_argument("--model", required=True)
     x.add_argument("--data", required=True, nargs="+", help="dataset folder(s) or DeepH-dock folder(s)")
     x.add_argument("--json")
     x.add_argument("--plots", help="folder for band-structure comparison plots")
+    x.add_argument("--report", help="folder for a Markdown + PNG report: per-element heat map, four materials' bands "
+                                    "and Im ε(ω) at the 20/40/60/80 %% ranks, figures by family and prototype")
     x.add_argument("--bands", type=int, default=3, help="structures whose bands are plotted (with --plots)")
     x.add_argument("--band-structures", type=int, default=None,
                    help="band metric on the first N structures only (default: all)")

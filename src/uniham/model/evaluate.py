@@ -37,13 +37,15 @@ def split_items(items: list, ckpt: dict, split: str) -> tuple[list, int]:
 
 
 def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | None = None,
-             split: str | None = None, max_band_structures: int | None = None) -> dict:
+             split: str | None = None, max_band_structures: int | None = None, report=None) -> dict:
     """H MAE (of what the model learns: H, or ΔH = the H MAE of H0 + ΔH_pred within its range) and the band
     metric on every structure (``max_band_structures``: the first N); band plots of the first ``n_bands``
     with ``plots``. ``split`` ("train", "validation", "test"): only the structures of that split
-    (:func:`split_items`)."""
+    (:func:`split_items`). ``report``: a folder for the Markdown + PNG report (:mod:`uniham.model.report`)."""
     from uniham.errors import UnihamError
+    from uniham.pretrained import resolve
 
+    ckpt_path = resolve(ckpt_path)[0]  # a file or a shipped model's name
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, path=ckpt_path)
     model.eval()
@@ -71,6 +73,10 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     lm = LoadedModel(ckpt_path)
     res["bands"] = [compare_bands(it, lm, plots) for it in tqdm(items[:n_bands], desc="band plots", unit="structure",
                                                                  leave=False, disable=not plots)]
+    if report:
+        from uniham.model.report import write_report
+
+        res["report"] = str(write_report(res, items[:max_band_structures], ckpt_path, report))
     return res
 
 

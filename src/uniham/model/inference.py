@@ -71,7 +71,10 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
 
     if threads:
         torch.set_num_threads(threads)
+    from uniham.pretrained import resolve
+
     t0 = time.perf_counter()
+    ckpt_path = resolve(ckpt_path)[0]  # a file, a shipped model's name, or None (the shipped default)
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, path=ckpt_path).eval()
     if (ckpt.get("target") or {}).get("kind", "H") != "H":

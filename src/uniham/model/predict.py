@@ -27,9 +27,13 @@ class LoadedModel:
     """A checkpoint made ready for inference: the network (EMA weights, eval mode), its basis family, what it
     learns (``target``: "H" or "delta_h0" with the H0 settings) and the elements it was trained on."""
 
-    def __init__(self, ckpt_path, dtype=torch.float32):
+    def __init__(self, ckpt_path=None, dtype=torch.float32):
+        """``ckpt_path``: a checkpoint file, the name of a shipped model, or None for the shipped default
+        (:mod:`uniham.pretrained`; ``self.shipped`` is its index entry, None for a file of one's own)."""
         from uniham.dft.cp2k_basis import DEFAULT_BASIS
+        from uniham.pretrained import resolve
 
+        ckpt_path, self.shipped = resolve(ckpt_path)
         self.path = str(ckpt_path)
         self.ckpt = load_checkpoint(ckpt_path)
         self.model = model_from_checkpoint(self.ckpt, path=ckpt_path).to(dtype)
@@ -80,8 +84,9 @@ class LoadedModel:
 MAGNETIC = ("Cr", "Mn", "Fe", "Co", "Ni", "Ru", "Rh", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Eu", "Sm", "Nd", "Pr")
 
 
-def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32, strict: bool = True) -> Hamiltonian:
-    """The Hamiltonian of ``atoms`` from the checkpoint (a path or a :class:`LoadedModel`): the network's
+def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float32, strict: bool = True) -> Hamiltonian:
+    """The Hamiltonian of ``atoms`` from the checkpoint (a path, a shipped model's name, None for the shipped
+    default, or a :class:`LoadedModel`): the network's
     blocks (direct model), or H0 + the network's ΔH (delta_h0 model: H0 by CP2K over its full range).
 
     ``strict``: refuse elements the model never saw in training (one :class:`UnihamError` naming them)."""
@@ -122,7 +127,7 @@ def predict(atoms: Atoms, ckpt_path, fermi: bool = True, dtype=torch.float32, st
     if fermi and ham.norb <= 3000:
         ham.fermi_level = resolve_fermi(ham)[0]
     ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
-                      "checkpoint": lm.path, "checkpoint_step": lm.ckpt.get("step"),
+                      "checkpoint": lm.path, "shipped_model": lm.shipped, "checkpoint_step": lm.ckpt.get("step"),
                       "model_config": lm.ckpt["model_config"], "basis_family": lm.family, "target": lm.target,
                       "untrained_elements": untrained,
                       "magnetic_elements": sorted({x for x in symbols if x in MAGNETIC}),

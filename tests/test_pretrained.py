@@ -1,0 +1,68 @@
+"""Shipped models (uniham.pretrained): name resolution, checksums, the experimental notice, `uniham models`;
+and the model the package ships: present, checksum-verified, covering db1's elements, predicting real Si."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import uniham.pretrained as pre
+from uniham.cli import main
+from uniham.errors import UnihamError
+
+from helpers import train_config
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, stores):
+    """A package folder of shipped models holding one tiny ΔH model ("tiny", experimental, the default)."""
+    ds, dh = stores
+    cfg = train_config(tmp_path, dh, "run", 5, layers=1)
+    assert main(["train", str(cfg)]) == 0
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    shutil.copyfile(tmp_path / "run" / "best.pt", folder / "tiny.pt")
+    (folder / "index.json").write_text(json.dumps({"default": "tiny", "models": {"tiny": {
+        "file": "tiny.pt", "sha256": pre.sha256_file(folder / "tiny.pt"), "status": "experimental",
+        "card": "tiny.md", "summary": "a test model"}}}))
+    monkeypatch.setattr(pre, "HERE", folder)
+    monkeypatch.setattr(pre, "INDEX", folder / "index.json")
+    return folder, ds
+
+
+def test_resolution_checksum_and_notice(shipped, tmp_path, capsys):
+    folder, ds = shipped
+    path, entry = pre.resolve(None)
+    assert path == folder / "tiny.pt" and entry["name"] == "tiny" and "experimental" in pre.notice(entry)
+    assert pre.resolve("tiny")[0] == path and pre.resolve(str(path))[1] is None  # a path: no entry, no notice
+    with pytest.raises(UnihamError, match="neither a checkpoint file nor a shipped model .shipped: tiny"):
+        pre.resolve("nonesuch")
+    assert main(["models"]) == 0 and "tiny (default): experimental; a test model" in capsys.readouterr().out
+    # predict with no --model uses the default and says it is experimental, in one line
+    from uniham.data.store import DatasetStore
+
+    st = DatasetStore(ds)
+    st.load(st.ids()[0]).atoms.write(tmp_path / "POSCAR", format="vasp")
+    assert main(["predict", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert sum("is experimental" in line for line in out.splitlines()) == 1
+    assert json.loads((tmp_path / "p" / "info.json").read_text())["uniham"]["shipped_model"]["name"] == "tiny"
+    # one flipped byte in the shipped file: refused before torch reads it, exit status 2, one line
+    raw = bytearray((folder / "tiny.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (folder / "tiny.pt").write_bytes(bytes(raw))
+    assert main(["predict", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "does not match its recorded checksum" in err and err.count("\n") == 1
+    (folder / "tiny.pt").unlink()
+    with pytest.raises(UnihamError, match="missing from the installation"):
+        pre.resolve("tiny")
+
+
+def test_no_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pre, "INDEX", tmp_path / "index.json")
+    (tmp_path / "POSCAR").write_text("Si\n1\n0 2.7 2.7\n2.7 0 2.7\n2.7 2.7 0\nSi\n2\nCartesian\n0 0 0\n1.35 1.35 1.35\n")
+    assert main(["predict", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "p")]) == 2
+    assert "no model ships with this uniham" in capsys.readouterr().err
+
