@@ -364,11 +364,14 @@ def read_csr_images(workdir: Path, which: str, table: dict, ao_atom: np.ndarray,
             raise UnihamError(f"{path.name}: not a CP2K binary CSR file (unexpected record layout)")
         rows, cols = a["row"] - 1, a["col"] - 1
         pair = ao_atom[rows] * natm + ao_atom[cols]
-        for p in np.unique(pair):
-            i, j = divmod(int(p), natm)
-            sel = pair == p
+        order = np.argsort(pair, kind="stable")  # entries grouped by atom pair: one pass, not one scan per pair
+        pair, rows, cols, vals = pair[order], rows[order], cols[order], a["val"][order]
+        uniq, starts = np.unique(pair, return_index=True)
+        ends = np.r_[starts[1:], len(pair)]
+        for p, s0, s1 in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
+            i, j = divmod(p, natm)
             blk = np.zeros((offsets[i + 1] - offsets[i], offsets[j + 1] - offsets[j]))
-            blk[rows[sel] - offsets[i], cols[sel] - offsets[j]] = a["val"][sel]
+            blk[rows[s0:s1] - offsets[i], cols[s0:s1] - offsets[j]] = vals[s0:s1]
             blocks[r + (i, j)] = blk
     return blocks
 
