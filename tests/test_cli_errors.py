@@ -121,3 +121,35 @@ def test_train_config_values_checked(tmp_path, capsys, line, what):
     code, err = run_cli(["train", str(p)], capsys)
     assert code == 2 and what in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_structure_that_does_not_match_its_hamiltonian(stores, tmp_path, capsys):
+    """A DeepH-dock folder whose POSCAR gained an atom: one line saying so, not "S(k) is not positive definite"."""
+    from uniham.data.store import DatasetStore
+
+    ds, _ = stores
+    sid = DatasetStore(ds).ids()[0]
+    assert main(["dataset", "export", str(ds), sid, "-o", str(tmp_path / "h")]) == 0
+    ham_atoms = DatasetStore(ds).load(sid, with_overlap=False).atoms
+    grown = ham_atoms + ham_atoms[:1]
+    grown.positions[-1] += [0.9, 0.7, 0.5]
+    grown.write(tmp_path / "h" / "POSCAR", format="vasp")
+    capsys.readouterr()
+    code, err = run_cli(["bands", str(tmp_path / "h")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "does not match the Hamiltonian" in err, err
+
+
+def test_molecule_bands_are_its_levels(cp2k, tmp_path, capsys):
+    """`uniham bands` of a molecule (no periodic direction): its levels at Gamma, a HOMO-LUMO gap, a level plot."""
+    import json
+
+    (tmp_path / "h2.xyz").write_text("2\n\nH 0 0 0\nH 0 0 0.74\n")
+    assert main(["dft", str(tmp_path / "h2.xyz"), "-o", str(tmp_path / "h2"), "--basis", "SZV-MOLOPT-SR-GTH",
+                 "--ke-cutoff", "2700"]) == 0
+    capsys.readouterr()
+    assert main(["bands", str(tmp_path / "h2"), "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert "its levels at Gamma" in out and "HOMO-LUMO gap" in out and len(res["kpoints_frac"]) == 1
+    # sigma-sigma* of H2 in a minimal basis (21 eV here; PBE in a complete basis gives ~11 eV)
+    assert 10 < res["gap"]["gap_eV"] < 30 and (tmp_path / "b.png").stat().st_size > 5000

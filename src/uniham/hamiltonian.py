@@ -81,6 +81,13 @@ class Hamiltonian:
                     raise UnihamError(f"{name} block {key} has shape {blk.shape}, basis says {want}")
                 if not np.all(np.isfinite(blk)):
                     raise UnihamError(f"{name} block {key} contains NaN or infinite values")
+        onsite = {k[3] for k in self.H if k[:3] == (0, 0, 0) and k[3] == k[4]}
+        if self.H and len(onsite) < n_atoms:
+            lone = sorted(set(range(n_atoms)) - onsite)
+            named = 1 + max(max(k[3], k[4]) for k in self.H)
+            raise UnihamError(f"the structure has {n_atoms} atoms but the Hamiltonian has no on-site block for atom(s) "
+                              f"{', '.join(map(str, lone[:5]))}{' …' if len(lone) > 5 else ''} (its blocks name "
+                              f"{named} atoms): the structure does not match the Hamiltonian")
 
     def hermiticity_error(self, which: str = "H") -> float:
         """max |M_ij(R) - M_ji(-R)^T| over all stored blocks (a missing partner counts as zero)."""

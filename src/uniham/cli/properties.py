@@ -55,12 +55,17 @@ def cmd_bands(args) -> None:
         plot_bands(result, kpts @ (2 * np.pi * ham.atoms.cell.reciprocal()), args.plot, ham.atoms.get_chemical_formula())
     gap = result.get("gap")
     print(ham.summary())
-    print(f"{len(kpts)} k-points; E_F = {fermi if fermi is not None else 'unknown'} eV ({how})")
+    molecule = not ham.atoms.pbc.any()
+    ef_text = f"{fermi:.4f}" if fermi is not None else "unknown"
+    print(f"a molecule: its levels at Gamma; E_F = {ef_text} eV ({how})" if molecule else
+          f"{len(kpts)} k-points; E_F = {ef_text} eV ({how})")
     if gap and result.get("sparse"):
         if gap["gap_eV"] is not None:
             print(f"{args.nbands} bands nearest {fermi:.4f} eV ({result['solver']}, {result['seconds_per_k']:.2f} s/k): "
                   f"highest state below {gap['vbm_eV']:.4f}, lowest above {gap['cbm_eV']:.4f} eV "
                   f"(gap {gap['gap_eV']:.4f} eV along the path)")
+    elif gap and molecule:
+        print(f"HOMO-LUMO gap {gap['gap_eV']:.4f} eV" if gap["gap_eV"] > 0 else "degenerate levels at E_F (open shell)")
     elif gap:
         print(f"band gap {gap['gap_eV']:.4f} eV (direct {gap['direct_gap_eV']:.4f} eV)" if gap["gap_eV"] > 0 else "metal (bands cross E_F)")
     for what, path in (("JSON", args.json), ("plot", args.plot)):

@@ -70,6 +70,19 @@ def plot_bands(result: dict, kpts_cart: np.ndarray, path, title: str = "") -> No
     e = np.array(result["energies_eV"])
     ef = result["fermi_level_eV"]
     ref = ef if ef is not None else 0.0
+    if len(e) == 1:  # a molecule: its levels (no k-dependence), occupied ones below E_F in a darker colour
+        fig, ax = plt.subplots(figsize=(3, 4.5))
+        for lev in e[0] - ref:
+            ax.hlines(lev, 0, 1, color="C0" if lev <= 0 else "C1", lw=1.5)
+        ax.axhline(0.0, color="k", ls="--", lw=0.8)
+        ax.set_xticks([])
+        ax.set_ylim(-6, 6) if ef is not None else None
+        ax.set_ylabel("E − E_F (eV)" if ef is not None else "E (eV)")
+        ax.set_title((title + " " if title else "") + "levels", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        return
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot(x, e - ref, color="C0", lw=1.2)
     for idx, lab in result["labels"]:

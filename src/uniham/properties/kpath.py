@@ -71,7 +71,12 @@ def parse_kpath(text: str) -> list[list[str]]:
 
 
 def build_path(atoms: Atoms, segments: list[list[str]], npoints: int = 100) -> tuple[np.ndarray, list]:
-    """Explicit k-points (n, 3) fractional along segments, ~``npoints`` total, and [index, label] pairs."""
+    """Explicit k-points (n, 3) fractional along segments, ~``npoints`` total, and [index, label] pairs.
+    A molecule (no periodic direction; ``auto_labels`` gives [["GAMMA"]]) has one k-point: its levels."""
+    if not atoms.pbc.any() or all(len(s) == 1 for s in segments):
+        if atoms.pbc.any():
+            raise UnihamError("a k-path needs at least two points (e.g. --kpath \"G X\")")
+        return np.zeros((1, 3)), [[0, "G"]]
     pts = special_points(atoms)
     upper = {n.upper(): n for n in pts}
     def get(name):
