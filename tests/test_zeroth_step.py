@@ -203,3 +203,27 @@ def test_evaluation_report(stores, tmp_path, capsys):
     assert (rep / "mae_per_element.png").stat().st_size > 10_000 and "H0 alone" in md
     assert js["materials"] and all((rep / m["png"]).exists() and np.isfinite(m["im_eps_xx_mae"]) for m in js["materials"])
     assert js["by_source"][0]["n"] == 2 and "| elements | 2 |" in md
+
+
+def test_model_refuses_data_of_other_settings(stores, tmp_path, capsys):
+    """A ΔH model evaluated on ΔH of an H0 made with other settings: one line, exit status 2; the checkpoint
+    records the CP2K version(s) of its training H0, which predict compares with the one it runs."""
+    import shutil
+
+    import torch
+
+    ds, dh = stores
+    cfg = train_config(tmp_path, dh, "run", 3, layers=1)
+    assert main(["train", str(cfg)]) == 0
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["target"]["h0_cp2k_versions"] and all(re.match(r"\d{4}", v) for v in ck["target"]["h0_cp2k_versions"])
+    other = tmp_path / "dh_other"
+    shutil.copytree(dh, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["derived"]["source"] = str(ds.resolve())
+    m["derived"]["dft"]["eps_default"] = 1e-8
+    (other / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "H0 of other settings" in err and err.count("\n") == 1, err

@@ -83,8 +83,9 @@ def predict(structure, model=None, fermi: bool = True) -> Result:
     from uniham.structure import read_structure
 
     res = Result(_predict(read_structure(structure), model, fermi=fermi))
-    if notice(res.hamiltonian.provenance.get("shipped_model")):
-        warnings.warn(notice(res.hamiltonian.provenance["shipped_model"]), stacklevel=2)
+    prov = res.hamiltonian.provenance
+    for line in ([notice(prov.get("shipped_model"))] if notice(prov.get("shipped_model")) else []) + prov.get("warnings", []):
+        warnings.warn(line, stacklevel=2)
     return res
 
 

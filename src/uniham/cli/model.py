@@ -50,6 +50,8 @@ def cmd_predict(args) -> None:
     p = ham.provenance
     if notice(p["shipped_model"]):
         print(notice(p["shipped_model"]))
+    for w in p["warnings"]:
+        print(f"warning: {w}")
     print(ham.summary())
     if p["magnetic_elements"]:
         print(f"warning: {', '.join(p['magnetic_elements'])} are usually magnetic; the model's training data are "

@@ -1,6 +1,7 @@
 """``uniham evaluate``: H MAE (overall, per element, per orbital pair) and band comparisons DFT vs model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,18 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     if {it.target for it in items} != {target["kind"]}:
         raise UnihamError(f"{ckpt_path} learns {target['kind']!r}; {data_paths} hold "
                           f"{sorted({it.target for it in items})}: evaluate on data of the model's kind")
+    if target["kind"] == "delta_h0":  # ΔH of another H0 (basis, cutoff, EPS_DEFAULT) is not what the model adds to
+        other = sorted({json.dumps(it.prior, sort_keys=True) for it in items} - {json.dumps(target["h0"], sort_keys=True)})
+        if other:
+            raise UnihamError(f"{data_paths} hold ΔH on an H0 of other settings ({other[0]}) than the model's "
+                              f"({json.dumps(target['h0'], sort_keys=True)}): evaluate on data made like its training data")
+    else:
+        from uniham.model.train import _basis_family
+
+        family = _basis_family(items)
+        if family and ckpt.get("basis_family") and family != ckpt["basis_family"]:
+            raise UnihamError(f"{data_paths} are in the {family} basis, the model in {ckpt['basis_family']}: "
+                              "evaluate on data made like its training data")
     samples = load_samples(items, model.edge_range(), model.layout, with_overlap=gauge == "free",
                            prior=model.cfg.prior)
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)

@@ -106,10 +106,14 @@ def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float3
         raise UnihamError(f"the model was not trained on {', '.join(untrained)} ({len(lm.trained)} elements covered); "
                           "it cannot predict this structure")
     bases = lm.bases(symbols)
-    timing, h0 = {}, None
+    timing, h0, warnings = {}, None, []
     if lm.target["kind"] == "delta_h0":  # H = H0 + ΔH_pred: H0 over its full range, ΔH on the model's edges
         h0 = zeroth_step_prior(box, lm.target["h0"], lm.family)
         timing["h0_s"] = time.perf_counter() - t0
+        trained_with, now = lm.target.get("h0_cp2k_versions") or [], h0.provenance["versions"]["cp2k"]
+        if trained_with and now not in trained_with:
+            warnings.append(f"H0 came from CP2K {now}, the model's training H0 from CP2K {', '.join(trained_with)}: "
+                            "if that version changed H0, expect larger errors")
     t1 = time.perf_counter()
     H = lm.blocks(box, bases, h0.H if h0 is not None else None)
     t_net = time.perf_counter() - t1
@@ -129,7 +133,7 @@ def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float3
     ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
                       "checkpoint": lm.path, "shipped_model": lm.shipped, "checkpoint_step": lm.ckpt.get("step"),
                       "model_config": lm.ckpt["model_config"], "basis_family": lm.family, "target": lm.target,
-                      "untrained_elements": untrained,
+                      "untrained_elements": untrained, "warnings": warnings,
                       "magnetic_elements": sorted({x for x in symbols if x in MAGNETIC}),
                       # (a delta_h0 model's H0 has every block: nothing is cut)
                       "beyond_cutoff": {} if lm.target["kind"] == "delta_h0" else beyond_cutoff(bases, lm.model.edge_range()),

@@ -605,7 +605,8 @@ def learning_target(items) -> dict:
     priors = {json.dumps(it.prior, sort_keys=True) for it in items}
     if len(priors) > 1:
         raise UnihamError(f"[data] paths hold ΔH of different H0 settings: {sorted(priors)}")
-    return {"kind": kind, "h0": items[0].prior}
+    versions = sorted({str(((it.record or {}).get("h0") or {}).get("versions", {}).get("cp2k")) for it in items} - {"None"})
+    return {"kind": kind, "h0": items[0].prior, "h0_cp2k_versions": versions}
 
 
 def _basis_family(items) -> str | None:
