@@ -659,3 +659,32 @@ def test_damaged_store_is_detected_and_rebuilt(stores, tmp_path, capsys):
     again = DatasetStore(ds)
     assert sorted(again.manifest["structures"]) == ids and not again.verify()
     assert set(again.manifest["lost"]) == set(ids)
+
+
+def test_repair_restores_a_truncated_manifest_and_adopts_unlisted_shards(stores, tmp_path, capsys):
+    """A truncated manifest: reading says so and names `dataset repair`, which restores it from the previous copy
+    and adopts the shards that copy does not list (their structures carry their records); a deleted shard is
+    forgotten by repair with the command that redoes exactly its structures."""
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(stores[0], ds)
+    want = DatasetStore(ds).manifest["structures"]
+    (ds / "manifest.prev.json").write_text(json.dumps(DatasetStore(ds).manifest | {"shards": {}, "structures": {}}))
+    raw = (ds / "manifest.json").read_bytes()
+    (ds / "manifest.json").write_bytes(raw[: len(raw) // 2])
+    capsys.readouterr()
+    assert main(["dataset", "info", str(ds)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt manifest" in err and "dataset repair" in err and err.count("\n") == 1
+    assert main(["dataset", "repair", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert "restored from manifest.prev.json" in out and f"adopted {len(want)} structures" in out and "verified" in out
+    store = DatasetStore(ds)
+    assert {k: {**v} for k, v in store.manifest["structures"].items()} == want and store.verify() == []
+    shard = next(iter(store.manifest["shards"]))
+    (ds / "shards" / shard).unlink()
+    assert main(["dataset", "repair", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(want)} structures of missing or damaged shards forgotten" in out and "dataset build" in out
+    assert main(["dataset", "info", str(ds), "--verify"]) == 0

@@ -158,6 +158,21 @@ def cmd_dataset_export(args) -> None:
     print(f"written to {args.output}")
 
 
+def cmd_dataset_repair(args) -> None:
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore(args.dir)
+    done = store.repair()
+    print(f"manifest {done['manifest']}; adopted {done['adopted_structures']} structures of "
+          f"{len(done['adopted_shards'])} unlisted shards; {len(done['redo'])} structures of missing or damaged "
+          f"shards forgotten; checksums {'verified' if done['verified'] else 'STILL MISMATCHED'}")
+    if done["redo"]:
+        derived = store.manifest.get("derived")
+        again = (f"uniham dataset zeroth {derived['source']} --out {args.dir}" if derived else
+                 f"uniham dataset build {Path(args.dir) / 'recipe.toml'} --out {args.dir}")
+        print(f"to redo them (and only them): {again}")
+
+
 def cmd_dataset_remove(args) -> None:
     from uniham.data.store import DatasetStore, wrong_image_ids
 
@@ -259,6 +274,10 @@ def add_parsers(sub) -> None:
     x.add_argument("--verify", action="store_true", help="check shard checksums")
     x.add_argument("--plot", metavar="FILE", help="periodic table of structures per element (PNG, PDF, SVG)")
     x.set_defaults(func=cmd_dataset_info)
+    x = dsub.add_parser("repair", help="restore a damaged store to a verified state: a corrupt manifest from its "
+                                       "previous copy, unlisted shards adopted, damaged shards forgotten for a rebuild")
+    x.add_argument("dir")
+    x.set_defaults(func=cmd_dataset_repair)
     x = dsub.add_parser("export", help="one structure as a DeepH-dock folder (S recomputed by PySCF)")
     x.add_argument("dir")
     x.add_argument("id")

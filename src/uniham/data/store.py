@@ -3,6 +3,7 @@
 Layout of a dataset folder::
 
     manifest.json          recipe, shards (sha256, bytes, count), one record per structure, failures
+    manifest.prev.json     the manifest before its last write (``dataset repair`` restores a damaged one from it)
     recipe.toml            the recipe it was built from
     shards/shard-00000.h5  one group per structure (:mod:`uniham.data.encoding`), <= ~16 MB each
     staging/<id>.h5        finished structures not yet packed into a shard
@@ -12,7 +13,8 @@ Every file appears by an atomic rename of a fully written, fsynced temporary fil
 as soon as its staging file exists; packing writes a new shard, then the manifest, then deletes the
 staged files. A kill at any moment leaves either an orphan shard (not in the manifest: deleted on
 recovery, its structures are still staged) or staged files already in the manifest (deleted on
-recovery). Nothing finished is lost or redone, and no shard is ever half-written.
+recovery). Nothing finished is lost or redone, and no shard is ever half-written. Each structure's group in
+a shard also carries its manifest record, so a shard the manifest does not list can be adopted again.
 
 One structure is one HDF5 group named by its id; its layout and H's encoding are documented in
 :mod:`uniham.data.encoding`. S is not stored: it is recomputed from the CP2K basis definition
@@ -33,6 +35,7 @@ from uniham.data.encoding import H_STEP_EV, by_distance, choose_step, read_group
 from uniham.errors import UnihamError
 
 SHARD_TARGET_BYTES = 16 * 2 ** 20
+PREV_MANIFEST = "manifest.prev.json"  # the manifest before the last write (not tracked by git)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -75,12 +78,17 @@ class DatasetStore:
                 raise UnihamError(f"{self.root}: not a uniham dataset (no manifest.json)")
             try:
                 self._manifest = json.loads(self.manifest_path.read_text())
-            except json.JSONDecodeError as exc:
-                raise UnihamError(f"{self.manifest_path}: corrupt manifest: {exc}") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise UnihamError(f"{self.manifest_path}: corrupt manifest ({exc}); `uniham dataset repair "
+                                  f"{self.root}` restores it from {PREV_MANIFEST}") from None
         return self._manifest
 
     def _save_manifest(self) -> None:
+        """Write the manifest atomically; the one it replaces is kept as ``manifest.prev.json`` (what
+        :meth:`repair` restores a damaged manifest from)."""
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if self.manifest_path.exists():
+            atomic_write_bytes(self.root / PREV_MANIFEST, self.manifest_path.read_bytes())
         atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=1).encode())
 
     def create(self, recipe) -> None:
@@ -224,6 +232,7 @@ class DatasetStore:
                     with h5py.File(f, "r") as src:
                         sid = f.name[:-3]
                         src.copy(src[sid], out, name=sid)
+                        out[sid].attrs["record"] = src.attrs["record"]  # so that `dataset repair` can re-adopt it
                         records[sid] = json.loads(src.attrs["record"]) | {"shard": name}
             _fsync_file(tmp)
             os.replace(tmp, self.shards / name)
@@ -264,6 +273,47 @@ class DatasetStore:
             del self.manifest["shards"][name]
         self._save_manifest()
         return dropped
+
+    def repair(self) -> dict:
+        """Bring a damaged folder back to a verified state, losing nothing that can be kept: a corrupt manifest
+        is restored from ``manifest.prev.json``; shards the manifest does not list whose structures carry
+        their records (shards packed since 2026-12-07) are adopted; shards that are missing or fail their
+        checksum are forgotten (:meth:`forget_damaged`), so that the next build (or zeroth pass) redoes
+        exactly their structures. Returns what was done."""
+        import h5py
+
+        done: dict = {"manifest": "intact", "adopted_shards": [], "adopted_structures": 0}
+        try:
+            self.manifest
+        except UnihamError:
+            prev = self.root / PREV_MANIFEST
+            try:
+                self._manifest = json.loads(prev.read_text())
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                raise UnihamError(f"{self.manifest_path} is corrupt and there is no readable {PREV_MANIFEST} to "
+                                  "restore it from (a tracked store: `git checkout` it)") from None
+            done["manifest"] = f"restored from {PREV_MANIFEST}"
+        listed = set(self.manifest["shards"])
+        for shard in sorted(self.shards.glob("shard-*.h5")):
+            if shard.name in listed:
+                continue
+            try:
+                with h5py.File(shard, "r") as h5:
+                    recs = {sid: json.loads(h5[sid].attrs["record"]) | {"shard": shard.name} for sid in h5}
+            except (OSError, KeyError, json.JSONDecodeError):
+                continue  # unreadable or without records: left for recover() to remove, its structures redone
+            if recs and not set(recs) & set(self.manifest["structures"]):
+                self._register_shard(shard.name, len(recs))
+                self.manifest["structures"].update(recs)
+                for sid in recs:
+                    self.manifest["failures"].pop(sid, None)
+                    self.manifest.get("lost", {}).pop(sid, None)
+                done["adopted_shards"].append(shard.name)
+                done["adopted_structures"] += len(recs)
+        self._save_manifest()
+        done["redo"] = self.forget_damaged()
+        done["verified"] = not self.verify()
+        return done
 
     def forget_failures(self, ids) -> int:
         """Drop recorded failures so that the next build runs those structures again."""
