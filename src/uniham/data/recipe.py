@@ -107,6 +107,8 @@ def load_recipe(path) -> Recipe:
         d = tomllib.loads(text)
     except FileNotFoundError:
         raise UnihamError(f"{path}: no such recipe file") from None
+    except IsADirectoryError:
+        raise UnihamError(f"{path}: a folder, not a recipe file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UnihamError(f"{path}: not a valid TOML recipe: {exc}") from None
     unknown = set(d) - {"name", "seed", "elements", "dft", "limits", "store", "sources"}

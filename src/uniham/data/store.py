@@ -81,6 +81,13 @@ class DatasetStore:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise UnihamError(f"{self.manifest_path}: corrupt manifest ({exc}); `uniham dataset repair "
                                   f"{self.root}` restores it from {PREV_MANIFEST}") from None
+            m = self._manifest
+            shape = isinstance(m, dict) and all(isinstance(m.get(k), dict) for k in ("shards", "structures", "failures"))
+            if not shape:
+                self._manifest = None
+                raise UnihamError(f"{self.manifest_path}: not a uniham dataset manifest (no shards, structures and "
+                                  f"failures tables); `uniham dataset repair {self.root}` restores it from "
+                                  f"{PREV_MANIFEST}")
         return self._manifest
 
     def _save_manifest(self) -> None:

@@ -87,7 +87,9 @@ def load_config(path) -> dict:
         cfg = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UnihamError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise UnihamError(f"{path}: a folder, not a config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UnihamError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(cfg) - {"out", "data", "model", "train"}
     if unknown:
@@ -104,6 +106,10 @@ def load_config(path) -> dict:
         raise UnihamError(f"{path}: bad [model] section: {exc}") from None
     if not cfg["data"]["paths"]:
         raise UnihamError(f"{path}: [data] paths is empty")
+    if not isinstance(cfg["data"]["paths"], list) or not all(isinstance(x, str) for x in cfg["data"]["paths"]):
+        raise UnihamError(f"{path}: [data] paths must be a list of folder names, e.g. paths = [\"data/db1\"]")
+    if not isinstance(cfg.get("out", ""), str):
+        raise UnihamError(f"{path}: out must be a folder name (a string)")
     from uniham.data.build import SPLIT_BY
 
     if cfg["data"]["split_by"] not in SPLIT_BY:
