@@ -10,6 +10,15 @@ from uniham.cli._common import SPARSE_ABOVE, kmesh_arg
 from uniham.errors import UnihamError
 
 
+def _fermi_note(ham, fermi, how: str) -> str:
+    """Why E_F by electron counting differs from the one the DFT code printed (when it does by > 1 meV)."""
+    own = ham.fermi_level
+    if how != "electron counting" or fermi is None or own is None or not np.isfinite(own) or abs(own - fermi) < 1e-3:
+        return ""
+    return (f"; the file's {own:.4f} eV is the DFT code's own, from its smearing on its SCF k-mesh: "
+            "for a gapped system counting puts E_F at the valence-band maximum")
+
+
 def cmd_bands(args) -> None:
     from uniham.io import read_hamiltonian
     from uniham.properties.bands import bands_result, plot_bands, resolve_fermi
@@ -57,6 +66,7 @@ def cmd_bands(args) -> None:
     print(ham.summary())
     molecule = not ham.atoms.pbc.any()
     ef_text = f"{fermi:.4f}" if fermi is not None else "unknown"
+    how += _fermi_note(ham, fermi, how)
     print(f"a molecule: its levels at Gamma; E_F = {ef_text} eV ({how})" if molecule else
           f"{len(kpts)} k-points; E_F = {ef_text} eV ({how})")
     if gap and result.get("sparse"):
@@ -83,7 +93,7 @@ def cmd_dos(args) -> None:
         return
     k, eigs = mesh_eigenvalues(ham, kmesh_arg(args.kmesh), progress=True)
     w = np.ones(len(k))
-    fermi, _ = resolve_fermi(ham, eigs=eigs)
+    fermi, how = resolve_fermi(ham, eigs=eigs)
     lo = eigs.min() - 5 * args.broadening if args.emin is None else args.emin
     hi = eigs.max() + 5 * args.broadening if args.emax is None else args.emax
     energies = np.arange(lo, hi, args.step)
@@ -93,9 +103,14 @@ def cmd_dos(args) -> None:
                                                "fermi_level_eV": fermi, "kmesh_size": len(k),
                                                "broadening_eV": args.broadening}))
     if args.plot:
-        plot_dos(energies, dos, fermi, args.plot, ham.atoms.get_chemical_formula())
+        # the plot (not the JSON, which keeps the whole spectrum) stops 10 eV above E_F unless --emax says
+        # otherwise: a localized basis has states far up (88 eV in Si's DZVP) that would squeeze the gap region
+        top = hi if args.emax is not None or fermi is None else min(hi, fermi + 10.0)
+        keep = energies <= top
+        plot_dos(energies[keep], dos[keep], fermi, args.plot, ham.atoms.get_chemical_formula())
     print(ham.summary())
-    print(f"DOS on {len(k)} k-points, Gaussian broadening {args.broadening} eV; E_F = {fermi} eV")
+    ef = f"{fermi:.4f} eV ({how}{_fermi_note(ham, fermi, how)})" if fermi is not None else "unknown"
+    print(f"DOS on {len(k)} k-points, Gaussian broadening {args.broadening} eV, {lo:.2f} to {hi:.2f} eV; E_F = {ef}")
     for what, path in (("JSON", args.json), ("plot", args.plot)):
         if path:
             print(f"{what}: {path}")

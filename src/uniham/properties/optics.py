@@ -269,15 +269,26 @@ def plot_eps(result: dict, path, emax: float | None = None) -> None:
 
     w = result["omega_eV"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    # components equal to 1e-3 (cubic crystals: xx = yy = zz) are drawn once, their labels joined
+    groups: list[tuple[list[str], np.ndarray]] = []
     for c, e in result["eps"].items():
-        ax.plot(w, e.real, label=f"Re eps_{c}")
-        ax.plot(w, e.imag, "--", label=f"Im eps_{c}")
+        for names, ref in groups:
+            if np.allclose(e, ref, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(ref).max()))):
+                names.append(c)
+                break
+        else:
+            groups.append(([c], e))
+    for n, (names, e) in enumerate(groups):
+        lab = "=".join(names)
+        ax.plot(w, e.real, color=f"C{n}", label=f"Re ε_{lab}")
+        ax.plot(w, e.imag, "--", color=f"C{n}", label=f"Im ε_{lab}")
     ax.axhline(0, color="k", lw=0.5)
     if emax:
         ax.set_xlim(w[0], min(emax, w[-1]))
-    ax.set_xlabel("photon energy (eV)")
-    ax.set_ylabel("dielectric function eps_r = 1 + chi (SI)")
-    ax.set_title(f"independent-particle eps(w), {result['kmesh']} k, sigma {result['broadening_eV']} eV")
+    ax.set_xlabel("photon energy ħω (eV)")
+    ax.set_ylabel("ε_r(ω) = 1 + χ(ω)")
+    mesh = "×".join(map(str, result["kmesh"])) if isinstance(result["kmesh"], (list, tuple)) else result["kmesh"]
+    ax.set_title(f"independent-particle ε(ω), {mesh} k, σ = {result['broadening_eV']} eV", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
