@@ -150,6 +150,19 @@ def card_markdown(c: dict) -> str:
               "## Known limits", ""] + [f"- {x}" for x in c["known_limits"]]
     if c["status"] == "experimental":
         lines += ["- **experimental**: its band median does not yet beat both H0 alone and the direct baseline"]
+    if c.get("prediction_vs_scf"):
+        pv = c["prediction_vs_scf"]
+        lines += ["", "## Prediction vs SCF wall time (same run, same machine)", "",
+                  "| cell | atoms | predict (s) | of which H0 (s) | SCF (s) | predict / SCF | band metric vs that SCF (meV) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in pv["rows"]:
+            scf = r.get("scf_wall_s") or r.get("scf_wall_s_extrapolated")
+            lab = "" if "scf_wall_s" in r else " (extrapolated)"
+            ratio = r.get("ratio_predict_over_scf") or r.get("ratio_predict_over_scf_extrapolated")
+            lines.append(f"| Si {r['cell']} | {r['atoms']} | {r['predict_wall_s']:.1f} | {r['predict_h0_s']:.1f} | "
+                         f"{scf:.0f}{lab} | {ratio:.2f}{lab} | {_f(r.get('band_metric_meV'))} |")
+        lines += ["", f"`{pv['source']}` ({pv.get('note', '')}); the band column is for the weights the benchmark "
+                  "ran with, which may be an earlier state of this model (its timing does not depend on them)."]
     if c["report"]:
         lines += ["", f"Full evaluation report: `{c['report']}`."]
     return "\n".join(lines) + "\n"
@@ -162,6 +175,8 @@ def main() -> int:
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--baseline", type=Path)
     ap.add_argument("--baseline-data", type=Path)
+    ap.add_argument("--timing", type=Path, help="bench/predict_vs_scf.py's JSON, quoted in the card")
+    ap.add_argument("--baseline-json", type=Path, help="the baseline's evaluation JSON instead of evaluating it here")
     ap.add_argument("--report", type=Path)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--default", action="store_true")
@@ -176,7 +191,10 @@ def main() -> int:
     camp = a.campaign.resolve()
     report = a.report.resolve() if a.report else None
     res = evaluate_campaign(camp, a.data, report, a.split)
-    base = evaluate_campaign(a.baseline.resolve(), a.baseline_data or a.data, split=a.split) if a.baseline else None
+    if a.baseline_json:  # the baseline's `uniham evaluate --split test --json` (e.g. run beside this one)
+        base = json.loads(a.baseline_json.read_text())
+    else:
+        base = evaluate_campaign(a.baseline.resolve(), a.baseline_data or a.data, split=a.split) if a.baseline else None
     med = res["band_metric"]["median_meV"]
     beats = [med < res["h0_alone_band_metric"]["median_meV"] if "h0_alone_band_metric" in res else True,
              med < base["band_metric"]["median_meV"] if base else False]
@@ -186,6 +204,10 @@ def main() -> int:
     dst = pre / f"{a.name}.pt"
     shutil.copyfile(camp / "weights.pt", dst)
     c = card(a.name, camp, a.data.resolve(), res, base, a.baseline.resolve() if a.baseline else None, status, report)
+    if a.timing:
+        t = json.loads(a.timing.read_text())
+        c["prediction_vs_scf"] = {"source": _rel(a.timing), "commit": t.get("commit"), "machine": t.get("machine"),
+                                  "rows": t["rows"], "scf_scaling": t.get("scf_scaling"), "note": t.get("note")}
     (pre / f"{a.name}.json").write_text(json.dumps(c, indent=1))
     (pre / f"{a.name}.md").write_text(card_markdown(c))
     idx = index() if pre == PRE else (json.loads((pre / "index.json").read_text()) if (pre / "index.json").exists()

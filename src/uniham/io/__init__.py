@@ -62,7 +62,7 @@ def read_hamiltonian(path, fmt: str | None = None) -> Hamiltonian:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         if fmt == "uniham-sparse":
-            from uniham.model.inference import read_prediction
+            from uniham.io.sparse_prediction import read_prediction
 
             return read_prediction(path / "prediction.h5" if path.is_dir() else path)
         if fmt == "deeph-dock":

@@ -52,6 +52,14 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     model.eval()
     gauge = gauge or ckpt["config"]["train"]["gauge"]
     items = discover(data_paths)
+    # the run's own [data] restrict_to (e.g. a direct model trained on the structures a ΔH store covers) applies
+    # here too, so that models of different targets are scored on the same structures
+    restrict = [p for p in ckpt["config"].get("data", {}).get("restrict_to", []) if Path(p).exists()]
+    if restrict:
+        from uniham.data.store import DatasetStore
+
+        keep = set().union(*(DatasetStore(p).manifest["structures"] for p in restrict))
+        items = [it for it in items if it.key in keep]
     unseen = None
     if split:
         items, unseen = split_items(items, ckpt, split)
