@@ -26,6 +26,10 @@ Key = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j)
 # matrices, and on a loaded machine their spinning costs up to 45x (Si2, 26 orbitals, 200 k next to two
 # CP2K runs on 2 cores: 28 s with numpy's default threads, 0.6 s with one; bench/dense_threads.py).
 SMALL_DENSE = 1000
+# many-k Bloch sums (Hamiltonian.eigenvalues): the stacked H(R)/S(R) may take this much memory, a batch of
+# H(k), S(k) and their products this much
+STACK_BYTES = 512 * 2 ** 20
+BATCH_BYTES = 256 * 2 ** 20
 
 
 def dense_loop_threads(norb: int):
@@ -180,13 +184,66 @@ class Hamiltonian:
             raise UnihamError(f"overlap S(k) is not positive definite at k={list(np.round(k, 6))}") from None
 
     def eigenvalues(self, kpts, progress: bool = False) -> np.ndarray:
-        """(nk, norb) eigenvalues in eV for fractional k-points (nk, 3)."""
+        """(nk, norb) eigenvalues in eV for fractional k-points (nk, 3), float64.
+
+        Many k at once: H(k), S(k) of a batch of k as real matrix products of the phases with the stacked
+        H(R), S(R) (:meth:`_stack`), then batched Cholesky and Hermitian eigenvalues (what LAPACK's zhegv does
+        per k). Matrices whose stack would not fit :data:`STACK_BYTES` go one k at a time."""
         from tqdm import tqdm
 
         kpts = np.atleast_2d(np.asarray(kpts, dtype=float))
-        it = tqdm(kpts, desc="diagonalizing", unit="k", disable=not progress, leave=False)
-        with dense_loop_threads(self.norb):
-            return np.array([self.eigh(k) for k in it])
+        n = self.norb
+        if self._stack("H") is None or (self.S is not None and self._stack("S") is None):
+            it = tqdm(kpts, desc="diagonalizing", unit="k", disable=not progress, leave=False)
+            with dense_loop_threads(n):
+                return np.array([self.eigh(k) for k in it])
+        batch = max(1, int(BATCH_BYTES // (16 * n * n * 3)))
+        out = np.empty((len(kpts), n))
+        bar = tqdm(total=len(kpts), desc="diagonalizing", unit="k", disable=not progress, leave=False)
+        with dense_loop_threads(n):
+            self._eigenvalues_batched(kpts, batch, out, bar)
+        bar.close()
+        return out
+
+    def _eigenvalues_batched(self, kpts: np.ndarray, batch: int, out: np.ndarray, bar) -> None:
+        for b0 in range(0, len(kpts), batch):
+            ks = kpts[b0:b0 + batch]
+            h = self._bloch_many("H", ks)
+            h = 0.5 * (h + np.conj(np.swapaxes(h, 1, 2)))
+            if self.S is None:
+                out[b0:b0 + len(ks)] = np.linalg.eigvalsh(h)
+            else:
+                s = self._bloch_many("S", ks)
+                s = 0.5 * (s + np.conj(np.swapaxes(s, 1, 2)))
+                try:
+                    linv = np.linalg.inv(np.linalg.cholesky(s))
+                except np.linalg.LinAlgError:  # name the k-point as the one-k path does
+                    for k in ks:
+                        self.eigh(k)
+                    raise
+                out[b0:b0 + len(ks)] = np.linalg.eigvalsh(linv @ h @ np.conj(np.swapaxes(linv, 1, 2)))
+            bar.update(len(ks))
+
+    def _stack(self, which: str) -> np.ndarray | None:
+        """(nR, nnz) real: the stored entries of M(R) on M's pattern, one row per lattice vector R (cached);
+        None when it would exceed :data:`STACK_BYTES`."""
+        cache = self.__dict__.setdefault("_cache", {})
+        key = "stack_" + which
+        if key not in cache:
+            p = self._pattern(which)
+            nr, nnz = len(p["rs"]), len(p["flat"])
+            cache[key] = None if 8 * nr * nnz > STACK_BYTES else \
+                np.bincount(p["ridx"] * nnz + p["inv"], p["vals"], nr * nnz).reshape(nr, nnz)
+        return cache[key]
+
+    def _bloch_many(self, which: str, kpts: np.ndarray) -> np.ndarray:
+        """(nk, norb, norb) complex M(k) for fractional k (nk, 3): cos and sin of the phases times the stack."""
+        p, st, n = self._pattern(which), self._stack(which), self.norb
+        theta = 2 * np.pi * (kpts @ p["rs"].T)
+        vals = np.cos(theta) @ st + 1j * (np.sin(theta) @ st)
+        out = np.zeros((len(kpts), n * n), dtype=complex)
+        out[:, p["flat"]] = vals
+        return out.reshape(len(kpts), n, n)
 
     # ----------------------------------------------------------------- transforms
     def transformed(self, u_per_atom: list[np.ndarray]) -> Hamiltonian:

@@ -15,8 +15,8 @@ def _fermi_note(ham, fermi, how: str) -> str:
     own = ham.fermi_level
     if how != "electron counting" or fermi is None or own is None or not np.isfinite(own) or abs(own - fermi) < 1e-3:
         return ""
-    return (f"; the file's {own:.4f} eV is the DFT code's own, from its smearing on its SCF k-mesh: "
-            "for a gapped system counting puts E_F at the valence-band maximum")
+    return (f"; the file's {own:.4f} eV is the DFT code's own, from its smearing on its SCF k-mesh; counting "
+            "puts a gapped system's E_F at its valence-band maximum")
 
 
 def cmd_bands(args) -> None:
