@@ -175,6 +175,7 @@ def main() -> int:
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--baseline", type=Path)
     ap.add_argument("--baseline-data", type=Path)
+    ap.add_argument("--candidate-json", type=Path, help="this campaign's evaluation JSON instead of evaluating here")
     ap.add_argument("--timing", type=Path, help="bench/predict_vs_scf.py's JSON, quoted in the card")
     ap.add_argument("--baseline-json", type=Path, help="the baseline's evaluation JSON instead of evaluating it here")
     ap.add_argument("--report", type=Path)
@@ -190,7 +191,8 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     camp = a.campaign.resolve()
     report = a.report.resolve() if a.report else None
-    res = evaluate_campaign(camp, a.data, report, a.split)
+    # the candidate's `uniham evaluate --split test --json [--report]` of its weights, or evaluated here
+    res = json.loads(a.candidate_json.read_text()) if a.candidate_json else evaluate_campaign(camp, a.data, report, a.split)
     if a.baseline_json:  # the baseline's `uniham evaluate --split test --json` (e.g. run beside this one)
         base = json.loads(a.baseline_json.read_text())
     else:
