@@ -47,7 +47,7 @@ def _manifest_summary(store: Path) -> dict:
     recs = m["structures"]
     elements = sorted({x for r in recs.values() for x in r.get("elements", [])})
     return {"path": str(store), "structures": len(recs), "elements": elements, "derived": m.get("derived"),
-            "failures": len(m.get("failures", {}))}
+            "failures": len(m.get("failures", {})), "first_dft": next(iter(recs.values()), {}).get("dft")}
 
 
 def evaluate_campaign(camp: Path, data: Path, report: Path | None = None, split: str = "test") -> dict:
@@ -71,8 +71,7 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
     src = None
     if store["derived"]:
         src = _manifest_summary((data / store["derived"]["source"]).resolve())
-    first = next(iter(json.loads(((data / store["derived"]["source"]) if store["derived"] else data)
-                                 .joinpath("manifest.json").read_text())["structures"].values()))
+    dft = [x.pop("first_dft") for x in (src, store) if x][0]  # the SCF's settings (the source store's, for ΔH)
     return {
         "name": name, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _commit(),
         "file": f"{name}.pt", "target": ck.get("target"), "basis_family": ck.get("basis_family"),
@@ -80,7 +79,7 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
         "elements_covered": [chemical_symbols[int(z)] for z in sorted(ck.get("elements_seen", []))],
         "data": {"store": store | {"elements": len(store["elements"])},
                  "source_store": (src | {"elements": len(src["elements"])}) if src else None,
-                 "scf_dft_settings_example": first.get("dft"),
+                 "scf_dft_settings_example": dft,
                  "split_rule": ck.get("split_rule"),
                  "n_train": len(ck.get("split_keys", {}).get("train", []))},
         "training": {"campaign": _rel(camp), "stretches": len(state["stretches"]),
@@ -109,7 +108,9 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
 
 
 def _f(x) -> str:
-    return "–" if x is None else f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
+    from uniham.model.report import _fmt
+
+    return _fmt(x)
 
 
 def card_markdown(c: dict) -> str:

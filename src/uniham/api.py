@@ -84,8 +84,9 @@ def predict(structure, model=None, fermi: bool = True) -> Result:
 
     res = Result(_predict(read_structure(structure), model, fermi=fermi))
     prov = res.hamiltonian.provenance
-    for line in ([notice(prov.get("shipped_model"))] if notice(prov.get("shipped_model")) else []) + prov.get("warnings", []):
-        warnings.warn(line, stacklevel=2)
+    for line in [notice(prov.get("shipped_model")), *prov.get("warnings", [])]:
+        if line:
+            warnings.warn(line, stacklevel=2)
     return res
 
 

@@ -217,10 +217,11 @@ class Hamiltonian:
                 s = 0.5 * (s + np.conj(np.swapaxes(s, 1, 2)))
                 try:
                     linv = np.linalg.inv(np.linalg.cholesky(s))
-                except np.linalg.LinAlgError:  # name the k-point as the one-k path does
+                except np.linalg.LinAlgError:  # name the k-point as the one-k path does (LAPACK's own check)
                     for k in ks:
                         self.eigh(k)
-                    raise
+                    raise UnihamError("overlap S(k) is not positive definite at one of the k-points "
+                                      f"{ks.round(6).tolist()[:3]}…") from None
                 out[b0:b0 + len(ks)] = np.linalg.eigvalsh(linv @ h @ np.conj(np.swapaxes(linv, 1, 2)))
             bar.update(len(ks))
 

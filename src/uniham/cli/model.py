@@ -48,10 +48,9 @@ def cmd_predict(args) -> None:
     ham = predict(atoms, args.model)
     write_hamiltonian(ham, args.output, "deeph-dock")
     p = ham.provenance
-    if notice(p["shipped_model"]):
-        print(notice(p["shipped_model"]))
-    for w in p["warnings"]:
-        print(f"warning: {w}")
+    for line in [notice(p["shipped_model"]), *(f"warning: {w}" for w in p["warnings"])]:
+        if line:
+            print(line)
     print(ham.summary())
     if p["magnetic_elements"]:
         print(f"warning: {', '.join(p['magnetic_elements'])} are usually magnetic; the model's training data are "

@@ -86,18 +86,18 @@ def evaluate(ckpt_path, data_paths, n_bands: int = 3, plots=None, gauge: str | N
     res = evaluate_samples(model, samples, model.layout, gauge, torch.device("cpu"), torch.float32)
     res |= {"checkpoint": str(ckpt_path), "step": ckpt["step"], "gauge": gauge, "split": split, "target": target,
             "n_not_in_training_data": unseen}
-    res |= band_table(items, ckpt_path, max_structures=max_band_structures)
     from tqdm import tqdm
 
     from uniham.model.predict import LoadedModel
 
-    lm = LoadedModel(ckpt_path)
+    lm = LoadedModel(ckpt_path)  # one load (and checksum) for the band table, the plots and the report
+    res |= band_table(items, lm, max_structures=max_band_structures)
     res["bands"] = [compare_bands(it, lm, plots) for it in tqdm(items[:n_bands], desc="band plots", unit="structure",
                                                                  leave=False, disable=not plots)]
     if report:
         from uniham.model.report import write_report
 
-        res["report"] = str(write_report(res, items[:max_band_structures], ckpt_path, report))
+        res["report"] = str(write_report(res, items[:max_band_structures], lm, report))
     return res
 
 
@@ -135,7 +135,7 @@ def zeroth_step_alone(item, inputs: tuple | None = None):
 
 
 def band_table(items, ckpt_path, max_structures: int | None = None, progress: bool = True) -> dict:
-    """The band metric (:mod:`uniham.properties.band_metric`) of the model on every item (or the first
+    """(``ckpt_path``: a checkpoint or a :class:`uniham.model.predict.LoadedModel`.) The band metric (:mod:`uniham.properties.band_metric`) of the model on every item (or the first
     ``max_structures``): per structure and summarized (median, 90th percentile); for ΔH data also that of H0
     alone, the baseline a delta model must beat."""
     from tqdm import tqdm
@@ -143,7 +143,7 @@ def band_table(items, ckpt_path, max_structures: int | None = None, progress: bo
     from uniham.model.predict import LoadedModel
     from uniham.properties.band_metric import band_metric, summarize
 
-    lm = LoadedModel(ckpt_path)
+    lm = ckpt_path if isinstance(ckpt_path, LoadedModel) else LoadedModel(ckpt_path)
     rows = []
     for it in tqdm(items[:max_structures], desc="band metric", unit="structure", leave=False, disable=not progress):
         inputs = delta_inputs(it) if it.target == "delta_h0" else None  # (S by integrals: once per structure)

@@ -105,16 +105,15 @@ def _material_figure(ref, pred, h0, errs: dict, png: Path, title: str, kmesh: in
     return {"im_eps_xx_mae": float(np.mean(np.abs(m - d))), "im_eps_xx_peak_dft": float(d.max())}
 
 
-def write_report(res: dict, items: list, ckpt_path, out_dir, kmesh: int = 6, title: str | None = None) -> Path:
-    """Write ``out_dir/report.md`` (+ PNGs, ``report.json``) for ``res`` = evaluate(...) on ``items``."""
+def write_report(res: dict, items: list, lm, out_dir, kmesh: int = 6, title: str | None = None) -> Path:
+    """Write ``out_dir/report.md`` (+ PNGs, ``report.json``) for ``res`` = evaluate(...) on ``items`` with the
+    model ``lm`` (a :class:`uniham.model.predict.LoadedModel`)."""
     from uniham.data.plots import periodic_table
     from uniham.model.evaluate import delta_inputs, predicted_pair, zeroth_step_alone
-    from uniham.model.predict import LoadedModel
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     by_id = {it.id: it for it in items}
-    lm = LoadedModel(ckpt_path)
+    ckpt_path = lm.path
     rule = lm.ckpt.get("split_rule") or {}
     periodic_table(res["mae_per_element_meV"], out / "mae_per_element.png", "test H MAE (meV)", "%.1f",
                    f"H MAE per element, {res.get('split') or 'all'} split")
