@@ -46,7 +46,7 @@ def _manifest_summary(store: Path) -> dict:
     m = json.loads((store / "manifest.json").read_text())
     recs = m["structures"]
     elements = sorted({x for r in recs.values() for x in r.get("elements", [])})
-    return {"path": str(store), "structures": len(recs), "elements": elements, "derived": m.get("derived"),
+    return {"path": _rel(store), "structures": len(recs), "elements": elements, "derived": m.get("derived"),
             "failures": len(m.get("failures", {})), "first_dft": next(iter(recs.values()), {}).get("dft")}
 
 
@@ -54,6 +54,22 @@ def evaluate_campaign(camp: Path, data: Path, report: Path | None = None, split:
     from uniham.model.evaluate import evaluate
 
     return evaluate(camp / "weights.pt", [data], n_bands=0, split=split, report=report)
+
+
+def _worse_than_h0(res: dict, n_worst: int = 5) -> list[str]:
+    """The known limit a ΔH model's per-structure band table shows: where H0 alone has the better bands."""
+    rows = [r for r in res.get("band_metric_per_structure", []) if r.get("h0_alone_band_mae_meV") is not None
+            and r.get("band_mae_meV") is not None]
+    worse = sorted((r for r in rows if r["band_mae_meV"] > r["h0_alone_band_mae_meV"]),
+                   key=lambda r: r["h0_alone_band_mae_meV"] - r["band_mae_meV"])
+    if not worse:
+        return []
+    h0 = res.get("h0_alone_band_metric") or {}
+    top = ", ".join(f"{r['id'].split('/')[-1]} {r['band_mae_meV']:.0f} vs {r['h0_alone_band_mae_meV']:.0f}"
+                    for r in worse[:n_worst])
+    return [f"on {len(worse)} of {len(rows)} test structures H0 alone has the better bands (90th percentile "
+            f"{_f(res['band_metric']['p90_meV'])} vs {_f(h0.get('p90_meV'))} meV); the worst, model vs H0 alone "
+            f"(meV): {top} (metals with nearly singular overlaps: docs/zeroth_step.md, where the model loses to H0)"]
 
 
 def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_camp: Path | None, status: str,
@@ -70,7 +86,10 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
     store = _manifest_summary(data)
     src = None
     if store["derived"]:
-        src = _manifest_summary((data / store["derived"]["source"]).resolve())
+        from uniham.data.store import DatasetStore
+        from uniham.data.zeroth_step import source_store
+
+        src = _manifest_summary(source_store(DatasetStore(data)).root)
     dft = [x.pop("first_dft") for x in (src, store) if x][0]  # the SCF's settings (the source store's, for ΔH)
     return {
         "name": name, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": _commit(),
@@ -102,6 +121,7 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
             "trained on db1's kinds of cells (elements, binaries, prototypes, layers; ideal, strained and rattled "
             "copies); molecules, surfaces with adsorbates and defects are outside its data",
             "the energy zero of a predicted H is CP2K's; band energies are judged after removing a median shift",
+            *_worse_than_h0(res),
         ],
         "machine": {"node": platform.node(), "python": sys.version.split()[0]},
     }

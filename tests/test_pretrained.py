@@ -66,3 +66,46 @@ def test_no_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["predict", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "p")]) == 2
     assert "no model ships with this uniham" in capsys.readouterr().err
 
+
+
+def _shipped_card() -> tuple:
+    path, entry = pre.resolve(None)
+    return path, entry, json.loads((pre.HERE / entry["card"]).with_suffix(".json").read_text())
+
+
+def test_the_shipped_model():
+    """The package's default model: present, checksum as recorded, plain data, and a card that says what it is."""
+    idx = json.loads(pre.INDEX.read_text())
+    assert idx["default"] in idx["models"]
+    path, entry, card = _shipped_card()
+    assert pre.sha256_file(path) == entry["sha256"] and entry["status"] in ("default", "experimental")
+    ck = torch.load(path, weights_only=True, map_location="cpu")  # never unpickles code
+    n = sum(v.numel() for v in ck["state_dict"].values())
+    assert n == card["parameters"] <= 2.5e6 and path.stat().st_size < 20 * 2 ** 20
+    assert len(card["elements_covered"]) >= 60 and {"Si", "Cu", "O", "Fe"} <= set(card["elements_covered"])
+    assert card["data"]["split_rule"]["split_by"] == "composition" and card["split"] == "test"
+    bm, h0 = card["test"]["band_metric"], card["test"]["h0_alone_band_metric"]
+    assert bm["n"] >= 50 and np.isfinite([bm["median_meV"], bm["p90_meV"]]).all()
+    assert card["test"]["mae_per_element_meV"] and card["training"]["totals"]["cpu_core_hours"] > 0
+    assert any("spin-restricted" in x for x in card["known_limits"])
+    if entry["status"] == "default":  # the rule of a default: its band median beats H0 alone and the direct model
+        assert bm["median_meV"] < h0["median_meV"] and bm["median_meV"] < card["baseline_direct"]["band_metric"]["median_meV"]
+    assert (pre.HERE / entry["card"]).read_text().startswith(f"# Model card: {entry['name']}")
+
+
+# Si_diamond.cif by `uniham dft` (CP2K 2023.1, DZVP-MOLOPT-SR, PBE, 9x9x9 k) then `uniham bands`: indirect gap 0.632 eV.
+SCF_GAP_SI_EV = 0.632
+
+
+def test_shipped_model_predicts_silicon(cp2k, tmp_path, capsys):
+    """The README's main command: `uniham predict examples/Si_diamond.cif --bands` with the shipped model, no SCF.
+    Measured with uniham-v1: gap 0.689 eV (57 meV above the SCF's)."""
+    out = tmp_path / "Si"
+    assert main(["predict", "examples/Si_diamond.cif", "-o", str(out), "--bands"]) == 0
+    assert "band gap" in capsys.readouterr().out
+    res = json.loads((out / "bands.json").read_text())
+    assert res["fermi_level_source"] == "electron counting"
+    assert abs(res["gap"]["gap_eV"] - SCF_GAP_SI_EV) < 0.12
+    assert (out / "bands.png").stat().st_size > 10_000
+    info = json.loads((out / "info.json").read_text())
+    assert info["uniham"]["shipped_model"]["name"] == pre.resolve(None)[1]["name"]
