@@ -69,7 +69,7 @@ def _worse_than_h0(res: dict, n_worst: int = 5) -> list[str]:
                     for r in worse[:n_worst])
     return [f"on {len(worse)} of {len(rows)} test structures H0 alone has the better bands (90th percentile "
             f"{_f(res['band_metric']['p90_meV'])} vs {_f(h0.get('p90_meV'))} meV); the worst, model vs H0 alone "
-            f"(meV): {top} (metals with nearly singular overlaps: docs/zeroth_step.md, where the model loses to H0)"]
+            f"(meV): {top} (docs/zeroth_step.md, where the model loses to H0)"]
 
 
 def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_camp: Path | None, status: str,
