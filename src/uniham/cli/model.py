@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from uniham.cli._common import LARGE_ABOVE
+from uniham.conditioning import GUARD_TAU
 from uniham.errors import UnihamError
 
 
@@ -26,6 +27,8 @@ def _torch_threads(n: int) -> None:
 def cmd_predict(args) -> None:
     if args.bands and args.npoints < 2:
         raise UnihamError(f"--npoints must be at least 2 (got {args.npoints})")
+    if not 0 <= args.s_guard <= 1:
+        raise UnihamError(f"--s-guard must lie in [0, 1] (got {args.s_guard})")
     _torch_threads(args.threads)
     from uniham.io import write_hamiltonian
     from uniham.model.predict import predict
@@ -45,7 +48,7 @@ def cmd_predict(args) -> None:
         return
     from uniham.pretrained import notice
 
-    ham = predict(atoms, args.model)
+    ham = predict(atoms, args.model, s_guard=args.s_guard)
     write_hamiltonian(ham, args.output, "deeph-dock")
     p = ham.provenance
     for line in [notice(p["shipped_model"]), *(f"warning: {w}" for w in p["warnings"])]:
@@ -61,8 +64,12 @@ def cmd_predict(args) -> None:
                  f"to each pair's basis range at overlap {mc['range_eps']:g} (at least {mc.get('cutoff')} A)")
         print("warning: H of " + ", ".join(f"{x} reaches {r} A" for x, r in p["beyond_cutoff"].items())
               + f", the model predicts {reach}: expect band errors of tens of meV or more")
+    g = p.get("overlap_guard") or {}
+    if g.get("skipped"):
+        print(f"warning: overlap guard not applied ({g['skipped']}): bands may suffer where S(k) is nearly singular")
     t = p["timing"]
     print(("H0 (CP2K) {:.2f} s, ".format(t["h0_s"]) if "h0_s" in t else "")
+          + (f"overlap guard (tau {g['tau']:g}, mesh {'x'.join(map(str, g['mesh']))}) {t['guard_s']:.2f} s, " if g.get("applied") else "")
           + f"network {t['network_s']:.2f} s, total {t['total_s']:.2f} s; written to {args.output}")
     if args.bands:
         _predicted_bands(ham, args)
@@ -156,6 +163,9 @@ def add_parsers(sub) -> None:
     x.add_argument("--npoints", type=int, default=120, help="with --bands: k-points along the path")
     x.add_argument("--plot", help="with --bands: plot file (default OUTPUT/bands.png)")
     x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
+    x.add_argument("--s-guard", type=float, default=GUARD_TAU, metavar="TAU",
+                   help="keep a ΔH model's correction off the overlap's near-null space: F ΔH F with F = S(S+TAU)^-1 "
+                        f"(default {GUARD_TAU}, chosen on the validation split; 0 = off; docs/zeroth_step.md)")
     x.set_defaults(func=cmd_predict)
     x = sub.add_parser("models", help="the models shipped with uniham (name, status, model card)")
     x.set_defaults(func=cmd_models)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uniham.conditioning import GUARD_TAU
 from uniham.model.data import discover, h0_from, load_samples
 from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
 from uniham.model.train import evaluate_samples
@@ -106,10 +107,12 @@ def delta_inputs(item) -> tuple:
     return item.reference(), item.load(with_overlap=False).H
 
 
-def predicted_pair(item, lm, inputs: tuple | None = None) -> tuple:
-    """(DFT Hamiltonian, predicted one) of a data item. A delta_h0 item's prediction is H - ΔH_stored + ΔH_pred
-    on the network's blocks (= H0 + ΔH_pred there; beyond them H0 ≈ H, as its record says), so no CP2K run;
+def predicted_pair(item, lm, inputs: tuple | None = None, guard: float = GUARD_TAU) -> tuple:
+    """(DFT Hamiltonian, predicted one) of a data item. A delta_h0 item's prediction is H0 + ΔH_pred with
+    H0 = H - ΔH_stored (beyond the stored blocks H0 ≈ H, as its record says), so no CP2K run, and ΔH_pred kept
+    off S's near-null space as ``uniham predict`` does (``guard``: τ of :mod:`uniham.conditioning`, 0 = off);
     ``inputs``: its :func:`delta_inputs`, if already read."""
+    from uniham.conditioning import guarded_hamiltonian
     from uniham.hamiltonian import Hamiltonian
     from uniham.model.predict import predict
 
@@ -117,12 +120,10 @@ def predicted_pair(item, lm, inputs: tuple | None = None) -> tuple:
         ref = item.load()
         return ref, predict(ref.atoms, lm, fermi=False, strict=False)
     ref, stored = inputs or delta_inputs(item)
-    h0 = h0_from(ref.H, stored) if lm.model.cfg.prior else None
-    net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()), h0)
-    H = dict(ref.H)
-    for k, v in net.items():
-        if k in H:
-            H[k] = H[k] - stored.get(k, 0.0) + v
+    h0 = h0_from(ref.H, stored)
+    net = lm.blocks(ref.atoms, lm.bases(ref.atoms.get_chemical_symbols()), h0 if lm.model.cfg.prior else None)
+    net = {k: v for k, v in net.items() if k in h0}
+    H, _ = guarded_hamiltonian(Hamiltonian(ref.atoms, ref.basis, h0, ref.S), net, guard)
     return ref, Hamiltonian(ref.atoms, ref.basis, H, ref.S, None, ref.n_electrons, False)
 
 
@@ -140,8 +141,9 @@ def band_table(items, ckpt_path, max_structures: int | None = None, progress: bo
     alone, the baseline a delta model must beat."""
     from tqdm import tqdm
 
+    from uniham.conditioning import overlap_min_eigenvalue
     from uniham.model.predict import LoadedModel
-    from uniham.properties.band_metric import band_metric, summarize
+    from uniham.properties.band_metric import METRIC_KPOINTS, band_metric, summarize
 
     lm = ckpt_path if isinstance(ckpt_path, LoadedModel) else LoadedModel(ckpt_path)
     rows = []
@@ -151,10 +153,14 @@ def band_table(items, ckpt_path, max_structures: int | None = None, progress: bo
         row = {"id": it.id} | band_metric(pred, ref)
         if inputs is not None:
             row["h0_alone_band_mae_meV"] = band_metric(zeroth_step_alone(it, inputs)[1], ref)["band_mae_meV"]
+            row["unguarded_band_mae_meV"] = band_metric(predicted_pair(it, lm, inputs, guard=0)[1], ref)["band_mae_meV"]
+            row["overlap_min_eigenvalue"] = overlap_min_eigenvalue(ref, METRIC_KPOINTS * np.asarray(ref.atoms.pbc, float))
         rows.append(row)
     out = {"band_metric": summarize(r["band_mae_meV"] for r in rows), "band_metric_per_structure": rows}
     if rows and "h0_alone_band_mae_meV" in rows[0]:
         out["h0_alone_band_metric"] = summarize(r["h0_alone_band_mae_meV"] for r in rows)
+        out["unguarded_band_metric"] = summarize(r["unguarded_band_mae_meV"] for r in rows)
+        out["overlap_guard_tau"] = GUARD_TAU
     return out
 
 

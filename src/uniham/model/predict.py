@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from uniham.conditioning import GUARD_TAU
 from uniham.errors import UnihamError
 from uniham.hamiltonian import Hamiltonian
 from uniham.model.graph import EdgeRange, structure_graph
@@ -84,15 +85,18 @@ class LoadedModel:
 MAGNETIC = ("Cr", "Mn", "Fe", "Co", "Ni", "Ru", "Rh", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Eu", "Sm", "Nd", "Pr")
 
 
-def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float32, strict: bool = True) -> Hamiltonian:
+def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float32, strict: bool = True,
+            s_guard: float = GUARD_TAU) -> Hamiltonian:
     """The Hamiltonian of ``atoms`` from the checkpoint (a path, a shipped model's name, None for the shipped
     default, or a :class:`LoadedModel`): the network's
     blocks (direct model), or H0 + the network's ΔH (delta_h0 model: H0 by CP2K over its full range).
 
-    ``strict``: refuse elements the model never saw in training (one :class:`UnihamError` naming them)."""
+    ``strict``: refuse elements the model never saw in training (one :class:`UnihamError` naming them).
+    ``s_guard``: τ of the overlap guard of a delta_h0 model's ΔH (:mod:`uniham.conditioning`; 0 = off)."""
     from ase.data import atomic_numbers
 
     import uniham
+    from uniham.conditioning import guarded_hamiltonian
     from uniham.dft.cp2k_basis import overlap_blocks, overlap_over_range
     from uniham.properties.bands import resolve_fermi
     from uniham.structure import ensure_box
@@ -117,13 +121,16 @@ def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float3
     t1 = time.perf_counter()
     H = lm.blocks(box, bases, h0.H if h0 is not None else None)
     t_net = time.perf_counter() - t1
+    guard = None
     if h0 is not None:
         missing = [k for k in H if k not in h0.H]
-        for k, v in h0.H.items():
-            H[k] = H[k] + v if k in H else v
         S = dict(h0.S)  # CP2K's own S on every H0 block (equal to the PySCF integrals to 1e-9)
         if missing:
             S |= overlap_blocks(symbols, box.positions, box.cell.array, bases, missing)
+        # H0 + ΔH_pred with ΔH_pred kept off S(k)'s near-null space (uniham.conditioning)
+        t2 = time.perf_counter()
+        H, guard = guarded_hamiltonian(Hamiltonian(box, h0.basis, h0.H, S), H, s_guard)
+        timing["guard_s"] = time.perf_counter() - t2
     else:  # H stops at the model cutoff, S at its own range (else S(k) can lose positive definiteness)
         S = overlap_over_range(box, bases, also=H)
     n_el = float(sum(bases[x].valence for x in symbols))
@@ -133,7 +140,7 @@ def predict(atoms: Atoms, ckpt_path=None, fermi: bool = True, dtype=torch.float3
     ham.provenance = {"engine": "uniham-model", "versions": {"uniham": uniham.__version__, "torch": torch.__version__},
                       "checkpoint": lm.path, "shipped_model": lm.shipped, "checkpoint_step": lm.ckpt.get("step"),
                       "model_config": lm.ckpt["model_config"], "basis_family": lm.family, "target": lm.target,
-                      "untrained_elements": untrained, "warnings": warnings,
+                      "untrained_elements": untrained, "warnings": warnings, "overlap_guard": guard,
                       "magnetic_elements": sorted({x for x in symbols if x in MAGNETIC}),
                       # (a delta_h0 model's H0 has every block: nothing is cut)
                       "beyond_cutoff": {} if lm.target["kind"] == "delta_h0" else beyond_cutoff(bases, lm.model.edge_range()),
