@@ -16,7 +16,8 @@ CAMPAIGN is a folder in the repository holding
 
 Each stretch is a warm start (``[train] init``: the weights, a fresh AdamW and a cosine schedule over the
 stretch's own time budget), so the committed weights alone continue the campaign on any machine. The
-stretch's best validation weights replace ``weights.pt`` only when they beat the campaign's best; a stretch
+stretch's best validation weights replace ``weights.pt`` only when they beat the committed weights on the same
+validation set (measured before the stretch's first step, so a grown database is compared like with like); a stretch
 stopped by SIGTERM/SIGINT (``kill PID``, a batch limit) still exports what it reached. Compute: CPU stretches
 count wall-clock hours × threads (core-hours), CUDA stretches GPU minutes.
 """
@@ -111,8 +112,12 @@ def run(camp: Path, hours: float, threads: int, device: str, note: str) -> dict:
                         "core_hours": round(cpu0 + (0 if gpu else frac * wall_h * threads), 4),
                         "gpu_minutes": round(gpu0 + (frac * wall_h * 60 if gpu else 0), 3)})
     best = res.get("best_val_mae_meV")
-    # no validation set: the stretch's final weights are the model (as `uniham train` has it)
-    improved = best is None or state["best_val_mae_meV"] is None or best < state["best_val_mae_meV"]
+    # the bar to beat: the committed weights on this stretch's validation set (evaluated by the warm start before
+    # its first step), so a stretch on a grown database compares like with like; no validation set: the stretch's
+    # final weights are the model (as `uniham train` has it)
+    bar = res.get("init_val_mae_meV")
+    bar = state["best_val_mae_meV"] if bar is None else bar
+    improved = best is None or bar is None or best < bar
     sha = None
     if improved or not weights.exists():
         sha = export_weights(local / "best.pt", weights)
@@ -121,6 +126,7 @@ def run(camp: Path, hours: float, threads: int, device: str, note: str) -> dict:
              "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "device": device, "threads": threads,
              "steps": res["step"], "stopped": res.get("stopped"), "best_val_mae_meV": best, "kept": sha is not None,
              "weights_sha256": sha, "from_commit": commit, "warm_start": "init" in train_cfg, "n_train": res["n_train"],
+             "n_validation": res.get("n_validation"), "val_mae_meV_before": res.get("init_val_mae_meV"),
              "note": note}
     state["stretches"].append(entry)
     state["totals"]["steps"] += res["step"]

@@ -419,6 +419,10 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     ema = EMA(model, t["ema"]) if t["ema"] else None
     step, best, bad_evals, epoch = 0, float("inf"), 0, 0
+    init_val = None
+    if t["init"] and not resume and val_set and rank == 0:  # the warm start's own weights on this validation set
+        init_val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"]
+        log.info("warm start from %s: validation MAE %.3f meV before training", t["init"], init_val)
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if not resume and rank == 0:
         best_path.unlink(missing_ok=True)  # a fresh run never reports an earlier run's model
@@ -538,7 +542,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     if world > 1:
         torch.distributed.destroy_process_group()
     return result | {"step": step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out), "n_train": len(train_set),
-                     "n_validation": len(val_set), "wall_s": time.perf_counter() - t0}
+                     "n_validation": len(val_set), "wall_s": time.perf_counter() - t0, "init_val_mae_meV": init_val}
 
 
 def warm_start(model, path, mcfg: ModelConfig, device) -> None:
