@@ -75,11 +75,14 @@ def export_weights(ckpt_path: Path, out: Path) -> str:
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-def run(camp: Path, hours: float, threads: int, device: str, note: str) -> dict:
+def run(camp: Path, hours: float, threads: int, device: str, note: str, packed: str | None = None) -> dict:
+    """One stretch; ``packed``: train on a packed slice (scripts/gpu_stretch.py) instead of [data] paths."""
     from uniham.model.train import train
 
     cfg_text = (camp / "config.toml").read_text()
     cfg = tomllib.loads(cfg_text)
+    if packed:
+        cfg.setdefault("data", {})["packed"] = str(Path(packed).resolve())
     state = _state(camp)
     n = len(state["stretches"]) + 1
     local = Path(cfg.get("out", f"runs/{camp.name}"))

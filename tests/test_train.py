@@ -325,3 +325,42 @@ def test_hostile_and_damaged_checkpoints_are_one_line(si_dock, tmp_path, capsys)
         assert code == 2 and err.count("\n") == 1 and str(path) in err, (name, err)
         assert "weights_only=False" not in err and "Traceback" not in err, (name, err)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_gpu_stretch_packs_a_slice_and_trains_from_it_alone(si_dock, tmp_path):
+    """scripts/gpu_stretch.py: a CPU stretch, then `pack` (a self-contained LZMA slice of the sample cache) and
+    `run` on it with the database moved away (what a GPU node without the data sees): a warm start, the
+    campaign's tally and learning curve advanced, the weights and state copied to OUT; a damaged slice is
+    one line."""
+    camp = tmp_path / "camp"
+    camp.mkdir()
+    cfg = _config(tmp_path, si_dock, "local", 10 ** 6, eval_every=5, checkpoint_every=50)
+    (camp / "config.toml").write_text(cfg.read_text())
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    p = subprocess.run([sys.executable, str(scripts / "campaign.py"), "run", str(camp), "--hours", str(10 / 3600)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    p = subprocess.run([sys.executable, str(scripts / "gpu_stretch.py"), "pack", str(camp), "--mib", "1"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    packed = json.loads(p.stdout)
+    assert packed["train_structures"] == 1 and packed["k"] == 0 and packed["mib"] < 1
+    moved = si_dock.with_name("si_moved")
+    si_dock.rename(moved)
+    try:
+        p = subprocess.run([sys.executable, str(scripts / "gpu_stretch.py"), "run", str(camp), "--minutes", "0.2",
+                            "--device", "cpu", "--out", str(tmp_path / "OUT")],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    finally:
+        moved.rename(si_dock)
+    assert p.returncode == 0, p.stderr[-2000:]
+    state = json.loads((camp / "state.json").read_text())
+    s1, s2 = state["stretches"]
+    assert s2["warm_start"] and s2["n_train"] == 1 and state["totals"]["steps"] == s1["steps"] + s2["steps"]
+    assert {"weights.pt", "state.json", "learning_curve.csv", "log.csv"} <= {f.name for f in (tmp_path / "OUT").iterdir()}
+    ck = torch.load(camp / "weights.pt", weights_only=True)
+    assert ck["elements_seen"] == [14] and ck["split_keys"]["train"]
+    Path(packed["slice"]).write_bytes(b"\xfd7zXZ\x00 not really")
+    p = subprocess.run([sys.executable, str(scripts / "gpu_stretch.py"), "run", str(camp), "--minutes", "0.1",
+                        "--device", "cpu"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -79,7 +79,7 @@ TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e
                   "threads": 0, "max_minutes": 0.0, "init": ""}
 # split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
-                 "split_by": "structure", "holdout": [], "restrict_to": []}
+                 "split_by": "structure", "holdout": [], "restrict_to": [], "packed": ""}
 
 
 def load_config(path) -> dict:
@@ -104,7 +104,9 @@ def load_config(path) -> dict:
         ModelConfig.from_dict(cfg.get("model", {})).validate()
     except (TypeError, ValueError) as exc:
         raise UnihamError(f"{path}: bad [model] section: {exc}") from None
-    if not cfg["data"]["paths"]:
+    if not isinstance(cfg["data"]["packed"], str):
+        raise UnihamError(f"{path}: [data] packed must be a file name (a slice of scripts/gpu_stretch.py)")
+    if not cfg["data"]["paths"] and not cfg["data"]["packed"]:
         raise UnihamError(f"{path}: [data] paths is empty")
     if not isinstance(cfg["data"]["paths"], list) or not all(isinstance(x, str) for x in cfg["data"]["paths"]):
         raise UnihamError(f"{path}: [data] paths must be a list of folder names, e.g. paths = [\"data/db1\"]")
@@ -306,14 +308,6 @@ def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
 
 def train(config_path, resume: bool = False, progress: bool = True, prepare_only: bool = False) -> dict:
     import uniham
-    from uniham.data.build import split_group, split_ids
-    from uniham.model.data import (
-        discover,
-        layout_for,
-        load_sample_cache,
-        load_samples,
-        save_sample_cache,
-    )
 
     cfg = load_config(config_path)
     t, dcfg = cfg["train"], cfg["data"]
@@ -333,80 +327,17 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
     np.random.seed(t["seed"])
     dtype = torch.float32
 
-    items = discover(dcfg["paths"])
-    if dcfg["restrict_to"]:
-        from uniham.data.store import DatasetStore
-
-        keep = set().union(*(DatasetStore(p).manifest["structures"] for p in dcfg["restrict_to"]))
-        items = [it for it in items if it.key in keep]
-    if dcfg["max_structures"]:
-        items = items[:dcfg["max_structures"]]
-    if len(items) < 1:
-        raise UnihamError("no structures found in [data] paths")
-    target = learning_target(items)
-    if cfg.get("model", {}).get("prior") and target["kind"] != "delta_h0":
-        raise UnihamError(f"{config_path}: [model] prior = true needs ΔH data (`uniham dataset zeroth` stores)")
-    groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
-    splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
-    if not splits["train"]:
-        splits["train"] = splits["validation"] or splits["test"]
-    by_id = {it.id: it for it in items}
-    # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
-    split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
-    prev = load_checkpoint(out / "checkpoint.pt", device) if resume and (out / "checkpoint.pt").exists() else None
-    if prev is not None:  # a run's splits never change under it
-        if prev["splits"] != splits:
-            missing = sorted(set().union(*map(set, prev["splits"].values())) - set(by_id))
-            if missing:
-                raise UnihamError(f"--resume: {len(missing)} structures of the run's splits are not in [data] paths "
-                                  f"(e.g. {missing[0]})")
-            log.warning("--resume keeps the run's own splits (today's data and [data] options split differently)")
-            splits, split_rule = prev["splits"], prev.get("split_rule")
-    # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
-    split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
-    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
-    key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
-    if mcfg.prior:  # (caches without H0 features keep their key)
-        key.append("H0 features")
-    if t["band_weight"] > 0:
-        key.append("band eigenvectors")
-    if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
-        key.append(mcfg.range_eps)
-    # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
-    # it (no overlap integrals for dataset stores, half the cache); a cache holding S serves both
-    need_s = t["gauge"] == "free" or t["overlap_weight"] > 0
-    keys = [hashlib.sha256(json.dumps(key).encode()).hexdigest()]
-    if not need_s:
-        keys.insert(0, hashlib.sha256(json.dumps(key + ["without S"]).encode()).hexdigest())
-    cache_key = keys[0]
-    cached = load_sample_cache(out / "samples.pt", keys)
-    if cached is not None:
-        (sets, meta) = cached
-        train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
-        mcfg.layout = [tuple(x) for x in meta["layout"]]
-        model = build_model(mcfg, family).to(device)
-        layout = model.layout
-        log.info("graphs and targets from the cache %s", out / "samples.pt")
+    if dcfg["packed"]:  # a packed slice (scripts/gpu_stretch.py): everything comes from the file, no database
+        data = _packed_training_data(dcfg["packed"], cfg, resume, device)
     else:
-        if "layout" not in cfg.get("model", {}):
-            mcfg.layout = layout_for(items).counts
-        family = _basis_family(items)
-        model = build_model(mcfg, family).to(device)
-        layout, edges = model.layout, model.edge_range()
-        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
-                                 with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
-        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
-                               with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
-        if rank == 0:
-            save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
-                              {"layout": [list(x) for x in layout.counts], "basis_family": family,
-                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
+        data = _database_training_data(cfg, out, resume, progress, rank, device)
+    (train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg) = data
     if prepare_only:
         return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
     train_set = _samples_on_device(train_set, device)
-    if t["init"] and not resume:
-        warm_start(model, t["init"], mcfg, device)
+    if t["init"] and not resume:  # the elements the warm start's weights were trained on stay covered
+        elements_seen = sorted(set(elements_seen) | set(warm_start(model, t["init"], mcfg, device)))
         if t["site_reference"]:  # elements new to this run get their fitted reference, the others keep theirs
             fit = fit_site_reference(train_set, layout).to(device)
             new = (model.site_ref.abs().sum((1, 2)) == 0) & (fit.abs().sum((1, 2)) > 0)
@@ -500,7 +431,8 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         run_mae = run_mae + mae.detach()
         run_n += 1
         bar.update(1)
-        last = step >= t["steps"]
+        # the time budget ends a stretch like its last step: evaluated (best.pt) and checkpointed
+        last = step >= t["steps"] or bool(t["max_minutes"] and time.perf_counter() - t0 > 60 * t["max_minutes"])
         if step % 50 == 0 or last or stop["flag"] or step % t["eval_every"] == 0 or step % t["checkpoint_every"] == 0:
             if not torch.isfinite(run_loss):  # checked before any evaluation or checkpoint of these weights
                 raise UnihamError(f"loss became {loss.item()} at or before step {step}: lower [train] lr")
@@ -521,13 +453,11 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
                 result["stopped"] = f"early stopping after {bad_evals} evaluations without improvement"
                 break
         if rank == 0 and (step % t["checkpoint_every"] == 0 or last or stop["flag"]):
-            save_checkpoint(ckpt_path, state(final=last))
+            save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
         if stop["flag"]:
             result["stopped"] = "signal"
             break
-        if t["max_minutes"] and time.perf_counter() - t0 > 60 * t["max_minutes"]:
-            if rank == 0:
-                save_checkpoint(ckpt_path, state())
+        if last and step < t["steps"]:
             result["stopped"] = f"time budget of {t['max_minutes']} min"
             break
     bar.close()
@@ -545,9 +475,103 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
                      "n_validation": len(val_set), "wall_s": time.perf_counter() - t0, "init_val_mae_meV": init_val}
 
 
-def warm_start(model, path, mcfg: ModelConfig, device) -> None:
+def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, rank: int, device) -> tuple:
+    """Samples, model and split bookkeeping of a run from its [data] paths (through OUT/samples.pt, built
+    once): (train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg)."""
+    from uniham.data.build import split_group, split_ids
+    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
+
+    t, dcfg = cfg["train"], cfg["data"]
+    items = discover(dcfg["paths"])
+    if dcfg["restrict_to"]:
+        from uniham.data.store import DatasetStore
+
+        keep = set().union(*(DatasetStore(p).manifest["structures"] for p in dcfg["restrict_to"]))
+        items = [it for it in items if it.key in keep]
+    if dcfg["max_structures"]:
+        items = items[:dcfg["max_structures"]]
+    if len(items) < 1:
+        raise UnihamError("no structures found in [data] paths")
+    target = learning_target(items)
+    if cfg.get("model", {}).get("prior") and target["kind"] != "delta_h0":
+        raise UnihamError("[model] prior = true needs ΔH data (`uniham dataset zeroth` stores)")
+    groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
+    splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
+    if not splits["train"]:
+        splits["train"] = splits["validation"] or splits["test"]
+    by_id = {it.id: it for it in items}
+    # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
+    split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
+    prev = load_checkpoint(out / "checkpoint.pt", device) if resume and (out / "checkpoint.pt").exists() else None
+    if prev is not None:  # a run's splits never change under it
+        if prev["splits"] != splits:
+            missing = sorted(set().union(*map(set, prev["splits"].values())) - set(by_id))
+            if missing:
+                raise UnihamError(f"--resume: {len(missing)} structures of the run's splits are not in [data] paths "
+                                  f"(e.g. {missing[0]})")
+            log.warning("--resume keeps the run's own splits (today's data and [data] options split differently)")
+            splits, split_rule = prev["splits"], prev.get("split_rule")
+    # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
+    split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
+    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
+    key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
+    if mcfg.prior:  # (caches without H0 features keep their key)
+        key.append("H0 features")
+    if t["band_weight"] > 0:
+        key.append("band eigenvectors")
+    if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
+        key.append(mcfg.range_eps)
+    # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
+    # it (no overlap integrals for dataset stores, half the cache); a cache holding S serves both
+    need_s = t["gauge"] == "free" or t["overlap_weight"] > 0
+    keys = [hashlib.sha256(json.dumps(key).encode()).hexdigest()]
+    if not need_s:
+        keys.insert(0, hashlib.sha256(json.dumps(key + ["without S"]).encode()).hexdigest())
+    cache_key = keys[0]
+    cached = load_sample_cache(out / "samples.pt", keys)
+    if cached is not None:
+        (sets, meta) = cached
+        train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
+        mcfg.layout = [tuple(x) for x in meta["layout"]]
+        model = build_model(mcfg, family).to(device)
+        layout = model.layout
+        log.info("graphs and targets from the cache %s", out / "samples.pt")
+    else:
+        if "layout" not in cfg.get("model", {}):
+            mcfg.layout = layout_for(items).counts
+        family = _basis_family(items)
+        model = build_model(mcfg, family).to(device)
+        layout, edges = model.layout, model.edge_range()
+        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
+                                 with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
+        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
+                               with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
+        if rank == 0:
+            save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
+                              {"layout": [list(x) for x in layout.counts], "basis_family": family,
+                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
+    return train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg
+
+
+def _packed_training_data(path, cfg: dict, resume: bool, device) -> tuple:
+    """The same tuple as :func:`_database_training_data` from a packed slice (:func:`uniham.model.data.save_packed_slice`):
+    its samples, and the split keys and rule of the run it was cut from (so evaluate still knows what was trained)."""
+    from uniham.model.data import load_packed_slice
+
+    sets, meta = load_packed_slice(path)
+    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
+    if meta.get("model_config") and ModelConfig.from_dict(meta["model_config"]).cutoff != mcfg.cutoff:
+        raise UnihamError(f"{path}: samples cut at {meta['model_config']['cutoff']} A, the [model] at {mcfg.cutoff} A")
+    mcfg.layout = [tuple(x) for x in meta["layout"]]
+    model = build_model(mcfg, meta["basis_family"]).to(device)
+    prev = load_checkpoint(Path(cfg["out"]) / "checkpoint.pt", device) if resume else None
+    return (sets["train"], sets["validation"], model, model.layout, meta["basis_family"], meta["target"],
+            meta["splits"], meta["split_keys"], meta["split_rule"], prev, mcfg)
+
+
+def warm_start(model, path, mcfg: ModelConfig, device) -> list[int]:
     """Load the weights of ``path`` (a checkpoint or a weights file: its EMA weights if it has them) into
-    ``model``; the architecture must be the same."""
+    ``model``; the architecture must be the same. Returns the atomic numbers those weights were trained on."""
     ck = load_checkpoint(path, device)
     theirs = ModelConfig.from_dict({**ck.get("model_config", {})}).to_dict() if "model_config" in ck else None
     if theirs != mcfg.to_dict():
@@ -559,6 +583,7 @@ def warm_start(model, path, mcfg: ModelConfig, device) -> None:
         raise UnihamError(f"[train] init = {path}: no weights for {sorted(missing)[:3]}")
     model.load_state_dict(sd)
     log.info("warm start from %s (step %s)", path, ck.get("step"))
+    return [int(z) for z in ck.get("elements_seen", [])]
 
 
 def _samples_on_device(samples: list[dict], device, fraction: float = 0.25) -> list[dict]:
