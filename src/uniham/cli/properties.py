@@ -179,7 +179,8 @@ def cmd_optics(args) -> None:
                      f"({100 * fs['relative_error']:.2f} %), {100 * fs['fraction_in_window']:.0f} % of it in the window")
         kk = res["kramers_kronig"].get(c)
         if kk:
-            line += f"; Kramers-Kronig residual {100 * kk['relative_to_max_re']:.2f} % (window {kk['window_eV'][1]:.1f} eV)"
+            line += (f"; Kramers-Kronig residual {kk['relative_to_max_re']:.1e} of max |Re chi| on 0-{kk['window_eV'][1]:.1f} eV "
+                     + ("(from the whole absorption spectrum)" if kk.get("tail") else "(window only: no tail above it)"))
         print(line)
     if args.json:
         out = {k: v for k, v in res.items() if k not in ("chi", "eps", "omega_eV")}
