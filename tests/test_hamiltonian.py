@@ -39,3 +39,22 @@ def test_hermiticity_and_gauge_shift():
     shifted = ham2.shifted(0.7)
     k = np.array([0.1, 0.2, 0.3])
     assert np.isclose(shifted.eigh(k)[0], ham2.eigh(k)[0] + 0.7)
+
+
+def test_mesh_eigenvalues_use_time_reversal_and_equal_the_full_solve(monkeypatch):
+    """Real H(R), S(R): one k of each {k, -k} pair is solved and the mesh is the same to 1e-8 eV."""
+    from pathlib import Path
+
+    from uniham.data.store import DatasetStore
+    from uniham.properties.bands import mesh_eigenvalues
+    from uniham.properties.kpath import monkhorst_pack
+
+    ham = DatasetStore(Path(__file__).resolve().parents[1] / "data" / "db1").load("proto-AB_hP2_187_d_a-OsTl-1x1x1-0")
+    solved = []
+    real = ham.eigenvalues
+    monkeypatch.setattr(ham, "eigenvalues", lambda k, progress=False: solved.append(len(k)) or real(k))
+    for mesh in [(4, 4, 3), (5, 3, 1)]:
+        k, e = mesh_eigenvalues(ham, mesh)
+        full = real(monkhorst_pack(mesh))
+        assert np.abs(e - full).max() < 1e-8 and len(k) == np.prod(mesh)
+    assert solved == [26, 8]  # (4·4·3 + 4 self-conjugate points) / 2, (5·3 + 1) / 2

@@ -10,10 +10,20 @@ from uniham.properties.kpath import auto_mesh, monkhorst_pack
 
 
 def mesh_eigenvalues(ham: Hamiltonian, mesh=None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues on a Gamma-centred mesh: (kpts (nk,3), eigs (nk,nb) eV)."""
-    mesh = mesh or auto_mesh(ham.atoms)
+    """Eigenvalues on a Gamma-centred mesh: (kpts (nk,3), eigs (nk,nb) eV), every mesh point.
+
+    Time reversal: with real H(R), S(R) (uniham's spinless blocks) H(-k) = H(k)*, so ε(-k) = ε(k) and only one
+    k of each pair {k, -k mod 1} is solved (about half the mesh)."""
+    mesh = tuple(int(x) for x in (mesh or auto_mesh(ham.atoms)))
     k = monkhorst_pack(mesh)
-    return k, ham.eigenvalues(k, progress=progress)
+    blocks = list(ham.H.values()) + list((ham.S or {}).values())
+    if not all(np.isrealobj(b) for b in blocks):
+        return k, ham.eigenvalues(k, progress=progress)
+    n = np.asarray(mesh)
+    idx = np.rint(k * n).astype(int)  # monkhorst_pack's order is C order of idx
+    rep = np.minimum(np.ravel_multi_index(idx.T, mesh), np.ravel_multi_index(np.mod(-idx, n).T, mesh))
+    solve, inv = np.unique(rep, return_inverse=True)
+    return k, ham.eigenvalues(k[solve], progress=progress)[inv.ravel()]
 
 
 def resolve_fermi(ham: Hamiltonian, mesh=None, progress: bool = False,
