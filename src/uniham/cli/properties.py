@@ -11,12 +11,13 @@ from uniham.errors import UnihamError
 
 
 def _fermi_note(ham, fermi, how: str) -> str:
-    """Why E_F by electron counting differs from the one the DFT code printed (when it does by > 1 meV)."""
+    """Why E_F differs from the one the DFT code printed (when it does by > 1 meV): a gapped system's E_F is
+    put at its valence-band maximum (a metal keeps the DFT code's own, :func:`resolve_fermi`)."""
     own = ham.fermi_level
     if how != "electron counting" or fermi is None or own is None or not np.isfinite(own) or abs(own - fermi) < 1e-3:
         return ""
-    return (f"; the file's {own:.4f} eV is the DFT code's own, from its smearing on its SCF k-mesh; counting "
-            "puts a gapped system's E_F at its valence-band maximum")
+    return (f"; the file's {own:.4f} eV is the DFT code's own, inside the gap; uniham puts a gapped system's E_F at "
+            "its valence-band maximum, a metal's at the DFT code's own")
 
 
 def cmd_bands(args) -> None:

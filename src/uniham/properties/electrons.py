@@ -7,6 +7,16 @@ from scipy.special import expit
 from uniham.errors import UnihamError
 
 
+def is_gapped(eigs: np.ndarray, n_electrons: float) -> bool:
+    """Whether ``n_electrons`` fill whole bands with a gap: an even count, band N/2 entirely below band N/2+1
+    on these k (eigs (nk, nb), eV; the rule :func:`fermi_level` puts E_F at the valence-band maximum by)."""
+    nocc = n_electrons / 2
+    if abs(nocc - round(nocc)) > 1e-8 or not 0 < round(nocc) <= eigs.shape[1]:
+        return False
+    nv = int(round(nocc))
+    return nv == eigs.shape[1] or bool(eigs[:, nv].min() > eigs[:, nv - 1].max() + 1e-6)
+
+
 def fermi_level(eigs: np.ndarray, weights: np.ndarray, n_electrons: float, smearing: float = 0.01) -> float:
     """E_F (eV) such that sum_k w_k sum_n 2 f((e_nk - E_F)/sigma) = N.
 
