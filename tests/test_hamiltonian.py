@@ -58,3 +58,18 @@ def test_mesh_eigenvalues_use_time_reversal_and_equal_the_full_solve(monkeypatch
         full = real(monkhorst_pack(mesh))
         assert np.abs(e - full).max() < 1e-8 and len(k) == np.prod(mesh)
     assert solved == [26, 8]  # (4·4·3 + 4 self-conjugate points) / 2, (5·3 + 1) / 2
+
+
+def test_binned_gaussian_dos_equals_one_gaussian_per_level():
+    from uniham.properties.bands import gaussian_dos
+
+    rng = np.random.default_rng(0)
+    eigs, w = rng.uniform(-5, 20, (300, 13)), rng.uniform(0.5, 1.5, 300)
+    for step in (0.01, 0.05):
+        e = np.arange(-6, 21, step)
+        direct = gaussian_dos(eigs, w, e[[0, 1, 3]], 0.1)  # uneven grid: one Gaussian per level
+        assert np.allclose(direct, gaussian_dos(eigs, w, e, 0.1)[[0, 1, 3]], atol=1e-3)
+        ref = sum(wk / w.sum() * 2 / (np.sqrt(2 * np.pi) * 0.1) * np.exp(-0.5 * ((e[:, None] - ek) / 0.1) ** 2).sum(1)
+                  for wk, ek in zip(w, eigs))
+        assert np.abs(gaussian_dos(eigs, w, e, 0.1) - ref).max() < (2e-5 if step == 0.01 else 6e-4) * ref.max()
+    assert abs(np.trapezoid(gaussian_dos(eigs, w, np.arange(-8, 23, 0.01), 0.1), dx=0.01) - 26) < 1e-6

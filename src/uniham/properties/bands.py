@@ -61,15 +61,35 @@ def bands_result(ham: Hamiltonian, kpts: np.ndarray, labels: list, fermi: float 
 
 
 def gaussian_dos(eigs: np.ndarray, weights: np.ndarray, energies: np.ndarray, sigma: float) -> np.ndarray:
-    """DOS (states/eV per cell, spin-degenerate factor 2) with Gaussian broadening sigma (eV)."""
+    """DOS (states/eV per cell, spin-degenerate factor 2) with Gaussian broadening sigma (eV).
+
+    On an evenly spaced ``energies`` grid the levels are binned (linear interpolation) on a 4× finer grid and
+    convolved with the Gaussian once (FFT): equal to the sum of one Gaussian per level to 1e-5 of the peak at a
+    step of σ/10 (4e-4 at σ/2), at a cost independent of the number of k. Other grids (or a step > σ): one
+    Gaussian per level."""
+    from scipy.signal import fftconvolve
+
     if sigma <= 0:
         raise UnihamError("broadening must be positive")
-    w = np.asarray(weights) / np.sum(weights)
-    out = np.zeros_like(energies, dtype=float)
+    w = np.asarray(weights, float) / np.sum(weights)
+    energies = np.asarray(energies, float)
     norm = 2.0 / (np.sqrt(2 * np.pi) * sigma)
-    for wk, ek in zip(w, eigs):
-        out += wk * norm * np.exp(-0.5 * ((energies[:, None] - ek[None, :]) / sigma) ** 2).sum(axis=1)
-    return out
+    step = np.diff(energies)
+    if len(energies) < 3 or np.ptp(step) > 1e-9 * abs(step[0]) or step[0] > sigma:
+        out = np.zeros_like(energies, dtype=float)
+        for wk, ek in zip(w, eigs):
+            out += wk * norm * np.exp(-0.5 * ((energies[:, None] - ek[None, :]) / sigma) ** 2).sum(axis=1)
+        return out
+    h, pad = step[0] / 4, int(np.ceil(8 * sigma / (step[0] / 4)))
+    x = (np.asarray(eigs, float) - energies[0]) / h + pad            # fine-grid coordinate of every level
+    wl = np.broadcast_to(w[:, None], x.shape).ravel()
+    x = x.ravel()
+    n_fine = 4 * (len(energies) - 1) + 1 + 2 * pad
+    keep = (x >= 0) & (x < n_fine - 1)
+    i, t = np.floor(x[keep]).astype(int), x[keep] - np.floor(x[keep])
+    hist = np.bincount(i, (1 - t) * wl[keep], n_fine) + np.bincount(i + 1, t * wl[keep], n_fine)
+    kern = norm * np.exp(-0.5 * (h * np.arange(-pad, pad + 1) / sigma) ** 2)
+    return fftconvolve(hist, kern, mode="same")[pad:pad + 4 * (len(energies) - 1) + 1:4]
 
 
 def plot_bands(result: dict, kpts_cart: np.ndarray, path, title: str = "") -> None:
