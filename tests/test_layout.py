@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "uniham"
 RANK = {"errors": 0, "units": 0,
         "structure": 1, "basis": 1, "pretrained": 1,
         "hamiltonian": 2,
-        "properties": 3,
+        "properties": 3, "conditioning": 3,
         "dft": 4,
         "io": 5,
         "data": 6,

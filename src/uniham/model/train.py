@@ -79,7 +79,7 @@ TRAIN_DEFAULTS = {"steps": 2000, "batch_size": 2, "lr": 3e-3, "weight_decay": 1e
                   "threads": 0, "max_minutes": 0.0, "init": ""}
 # split_by / holdout as in `uniham dataset split --by ... --holdout ...`: both give the same splits
 DATA_DEFAULTS = {"paths": [], "fractions": [0.8, 0.1, 0.1], "seed": 0, "max_structures": 0,
-                 "split_by": "structure", "holdout": [], "restrict_to": [], "packed": ""}
+                 "split_by": "structure", "holdout": [], "restrict_to": [], "packed": "", "train_fraction": 1.0}
 
 
 def load_config(path) -> dict:
@@ -104,6 +104,9 @@ def load_config(path) -> dict:
         ModelConfig.from_dict(cfg.get("model", {})).validate()
     except (TypeError, ValueError) as exc:
         raise UnihamError(f"{path}: bad [model] section: {exc}") from None
+    tf = cfg["data"]["train_fraction"]
+    if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf <= 1:
+        raise UnihamError(f"{path}: [data] train_fraction = {tf!r}: expected a number in (0, 1]")
     if not isinstance(cfg["data"]["packed"], str):
         raise UnihamError(f"{path}: [data] packed must be a file name (a slice of scripts/gpu_stretch.py)")
     if not cfg["data"]["paths"] and not cfg["data"]["packed"]:
@@ -499,6 +502,10 @@ def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, 
     splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
     if not splits["train"]:
         splits["train"] = splits["validation"] or splits["test"]
+    if dcfg["train_fraction"] < 1:  # a learning-curve point: a fixed random part of the training split
+        keep = np.random.default_rng(dcfg["seed"]).permutation(len(splits["train"]))
+        keep = keep[:max(1, int(round(dcfg["train_fraction"] * len(splits["train"]))))]
+        splits["train"] = sorted(splits["train"][i] for i in keep)
     by_id = {it.id: it for it in items}
     # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
     split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
