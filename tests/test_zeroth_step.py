@@ -227,3 +227,14 @@ def test_model_refuses_data_of_other_settings(stores, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(other)]) == 2
     err = capsys.readouterr().err
     assert "H0 of other settings" in err and err.count("\n") == 1, err
+
+
+def test_model_reaching_past_the_stored_delta_is_refused(stores, tmp_path, capsys):
+    """[model] cutoff beyond the ΔH store's cutoff_A: edges with no ΔH target; one line, before any sample."""
+    _, dh = stores
+    cfg = train_config(tmp_path, dh, "far", 3, layers=1, cutoff=6.0)
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "beyond the ΔH store's 5.0 A" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "far" / "samples.pt").exists()

@@ -521,6 +521,7 @@ def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, 
     # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
     split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
     mcfg = ModelConfig.from_dict(cfg.get("model", {}))
+    _check_stored_range(items, mcfg)
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
     if mcfg.prior:  # (caches without H0 features keep their key)
         key.append("H0 features")
@@ -559,6 +560,20 @@ def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, 
                                "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
     return train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg
 
+
+def _check_stored_range(items, mcfg: ModelConfig) -> None:
+    """A ΔH store keeps ΔH within its ``cutoff_A`` (ΔH ≈ 0 beyond, by construction): a model whose edges reach
+    further would learn blocks that have no target. One line, before any sample is built."""
+    stored = [it.record["cutoff_A"] for it in items if it.target == "delta_h0" and (it.record or {}).get("cutoff_A")]
+    if not stored:
+        return
+    reach = min(stored)
+    if mcfg.cutoff > reach + 1e-9:
+        raise UnihamError(f"[model] cutoff = {mcfg.cutoff} A reaches beyond the ΔH store's {reach} A (its cutoff_A): "
+                          f"edges past it have no ΔH target; use cutoff <= {reach} or remake the store")
+    if mcfg.range_eps > 0:
+        log.warning("[model] range_eps = %g on a ΔH store kept to %g A: edges past %g A are masked (ΔH there is "
+                    "taken as 0)", mcfg.range_eps, reach, reach)
 
 def _packed_training_data(path, cfg: dict, resume: bool, device) -> tuple:
     """The same tuple as :func:`_database_training_data` from a packed slice (:func:`uniham.model.data.save_packed_slice`):
