@@ -31,16 +31,16 @@ def resolve_fermi(ham: Hamiltonian, mesh=None, progress: bool = False,
     """(E_F eV, how): the one E_F convention of ``bands``, ``dos``, ``optics``, ``evaluate`` and the band metric.
 
     With the electron count known, the mesh is solved: a gapped filling (even count, band N/2 below band N/2+1
-    everywhere) gets its valence-band maximum ("electron counting"); a metal gets the DFT code's own E_F when
-    the file carries one (the Hamiltonian is that code's: "the DFT code's own (metal)"), else the level of
-    electron counting on the mesh (Fermi-Dirac, 10 meV). Without an electron count: the file's value.
+    everywhere) gets its valence-band maximum ("electron counting"); a partly filled one (a metal, an open
+    shell) gets the DFT code's own E_F when the file carries one (the Hamiltonian is that code's), else the
+    level of electron counting on the mesh (Fermi-Dirac, 10 meV). Without an electron count: the file's value.
     ``eigs``: (nk, nb) eigenvalues on an evenly weighted mesh already at hand (else one is solved).
     """
     if ham.n_electrons:
         if eigs is None:
             eigs = mesh_eigenvalues(ham, mesh, progress)[1]
         if not is_gapped(eigs, ham.n_electrons) and ham.fermi_level is not None and np.isfinite(ham.fermi_level):
-            return float(ham.fermi_level), "the DFT code's own (metal)"
+            return float(ham.fermi_level), "the DFT code's own (partly filled: a metal or an open shell)"
         return fermi_level(eigs, np.ones(len(eigs)), ham.n_electrons), "electron counting"
     if ham.fermi_level is not None:
         return float(ham.fermi_level), "from file"
