@@ -64,11 +64,10 @@ def pack(camp: Path, mib: float, n_val: int) -> dict:
     state = json.loads((camp / "state.json").read_text())
     k = sum(s["device"].startswith("cuda") for s in state["stretches"])
     by_id = {s["id"]: s for s in sets["train"]}
-    trained = set(ck["split_keys"]["train"])  # store keys; a sample's id is FOLDER/KEY
     # the cache is the last CPU stretch's training set (on a grown database a superset of the weights' one)
-    train_ids = sorted(by_id) or sorted(i for i in by_id if i.split("/", 1)[-1] in trained)
+    train_ids = sorted(by_id)
     if not train_ids:
-        raise UnihamError(f"{local / 'samples.pt'} holds none of {camp / 'weights.pt'}'s training structures")
+        raise UnihamError(f"{local / 'samples.pt'} holds no training structures")
     val = sorted(sets["validation"], key=lambda s: s["id"])[:n_val]
     n = int(mib * 2 ** 20 / 86e3 * 0.95)
     dest = local.with_name(local.name + "-gpu") / "slice.pt.xz"

@@ -60,25 +60,10 @@ class AtomicGaugeBloch:
     def cart(self, kfrac) -> np.ndarray:
         return np.asarray(kfrac, float) @ self.recip
 
-    def matrices(self, K, which: str, order: int = 1) -> list[np.ndarray]:
-        """[M(K), dM/dK_x, dM/dK_y, dM/dK_z] (order 1) or just [M(K)] (order 0); (n, n) complex each."""
-        if which not in self.parts:
-            eye = np.eye(self.n, dtype=complex)
-            return [eye] + [np.zeros_like(eye)] * (3 if order else 0)
-        flat, vals, d = self.parts[which]
-        w = vals * np.exp(1j * (d @ K))
-        out = [w] + ([1j * d[:, a] * w for a in range(3)] if order else [])
-        res = []
-        for x in out:
-            m = np.bincount(flat, x.real, self.n * self.n) + 1j * np.bincount(flat, x.imag, self.n * self.n)
-            m = m.reshape(self.n, self.n)
-            res.append(0.5 * (m + m.conj().T) if x is w else m)
-        return res
-
     def matrices_many(self, kfrac: np.ndarray, which: str, order: int = 1) -> np.ndarray:
         """(1 + 3·order, nk, n, n) complex: M(K) and dM/dK_x,y,z for many fractional k at once, as matrix
         products of the lattice phases with the stacked blocks (:meth:`uniham.hamiltonian.Hamiltonian._stack`)
-        times the atomic phases e^{iK·(τ_j - τ_i)}; equal to :meth:`matrices` per k."""
+        times the atomic phases e^{iK·(τ_j - τ_i)}."""
         n, kfrac = self.n, np.atleast_2d(np.asarray(kfrac, float))
         nk = len(kfrac)
         if which not in self.parts:
@@ -116,40 +101,12 @@ class AtomicGaugeBloch:
         x = (u / np.sqrt(lam)[:, None, :]) @ np.conj(np.swapaxes(u, -1, -2))
         return x @ h @ x
 
-    def lowdin(self, K) -> np.ndarray:
-        """H~(K) = S^{-1/2} H S^{-1/2} (n, n)."""
-        h = self.matrices(K, "H", 0)[0]
-        s = self.matrices(K, "S", 0)[0]
-        lam, u = np.linalg.eigh(s)
-        x = (u / np.sqrt(lam)) @ u.conj().T
-        return x @ h @ x
-
-
-def _inv_sqrt_and_derivative(s: np.ndarray, ds: list[np.ndarray], min_eig: float):
-    lam, u = np.linalg.eigh(s)
-    if lam[0] < min_eig:
-        raise UnihamError(f"overlap S(k) is near-singular (smallest eigenvalue {lam[0]:.2e}); optics needs a "
-                          f"well-conditioned basis")
-    r = lam ** -0.5
-    diff = lam[:, None] - lam[None, :]
-    same = np.abs(diff) < 1e-12 * lam.max()
-    f = np.where(same, -0.5 * lam[:, None] ** -1.5, (r[:, None] - r[None, :]) / np.where(same, 1.0, diff))
-    x = (u * r) @ u.conj().T
-    dx = [u @ ((u.conj().T @ d @ u) * f) @ u.conj().T for d in ds]
-    return x, dx
-
 
 def velocities(bloch: AtomicGaugeBloch, kfrac, min_eig: float = 1e-7):
-    """Eigenvalues e (n,) eV, Loewdin eigenvectors u (n, n) and <n|dH~/dK_a|m> (3, n, n) eV*Angstrom."""
-    K = bloch.cart(kfrac)
-    h, *dh = bloch.matrices(K, "H")
-    s, *ds = bloch.matrices(K, "S")
-    x, dx = _inv_sqrt_and_derivative(s, ds, min_eig)
-    ht = x @ h @ x
-    e, u = np.linalg.eigh(0.5 * (ht + ht.conj().T))
-    dht = [x @ dh[a] @ x + dx[a] @ h @ x + x @ h @ dx[a] for a in range(3)]
-    v = np.array([u.conj().T @ m @ u for m in dht])
-    return e, u, v
+    """Eigenvalues e (n,) eV, Loewdin eigenvectors u (n, n) and <n|dH~/dK_a|m> (3, n, n) eV*Angstrom at one
+    fractional k (:func:`velocities_many` on one point)."""
+    e, u, v = velocities_many(bloch, np.atleast_2d(np.asarray(kfrac, float)), min_eig)
+    return e[0], u[0], v[0]
 
 
 def velocities_many(bloch: AtomicGaugeBloch, kfrac: np.ndarray, min_eig: float = 1e-7):
@@ -175,7 +132,7 @@ def velocities_many(bloch: AtomicGaugeBloch, kfrac: np.ndarray, min_eig: float =
 
 
 def curvature_many(bloch: AtomicGaugeBloch, kfrac: np.ndarray, u: np.ndarray, step: float = 2e-3) -> np.ndarray:
-    """(nk, 3, n) <n| d^2 H~/dK_a^2 |n> by central differences, for many k (as :func:`curvature_fd`)."""
+    """(nk, 3, n) <n| d^2 H~/dK_a^2 |n> (eV·Å²) by central finite differences of H~(K), for many k."""
     kfrac = np.atleast_2d(kfrac)
     to_frac = np.linalg.inv(bloch.recip)  # Cartesian K step -> fractional k step
     mid = bloch.lowdin_many(kfrac)
@@ -188,25 +145,12 @@ def curvature_many(bloch: AtomicGaugeBloch, kfrac: np.ndarray, u: np.ndarray, st
     return out
 
 
-def curvature_fd(bloch: AtomicGaugeBloch, kfrac, u: np.ndarray, axis: int, step: float = 2e-3) -> np.ndarray:
-    """<n| d^2 H~/dK_axis^2 |n> (n,) by central finite differences of H~(K) (eV * Angstrom^2)."""
-    K = bloch.cart(kfrac)
-    dk = np.zeros(3)
-    dk[axis] = step
-    m = (bloch.lowdin(K + dk) - 2 * bloch.lowdin(K) + bloch.lowdin(K - dk)) / step**2
-    return np.real(np.einsum("in,ij,jn->n", u.conj(), m, u))
-
-
 def velocity_fd(bloch: AtomicGaugeBloch, kfrac, u: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """<n| dH~/dK_a |m> (3, n, n) from central finite differences of H~(K): the independent check."""
-    K = bloch.cart(kfrac)
-    out = []
-    for a in range(3):
-        dk = np.zeros(3)
-        dk[a] = step
-        m = (bloch.lowdin(K + dk) - bloch.lowdin(K - dk)) / (2 * step)
-        out.append(u.conj().T @ m @ u)
-    return np.array(out)
+    to_frac = np.linalg.inv(bloch.recip)  # Cartesian K step -> fractional k step
+    steps = step * np.eye(3) @ to_frac
+    m = (bloch.lowdin_many(kfrac + steps) - bloch.lowdin_many(kfrac - steps)) / (2 * step)
+    return u.conj().T @ m @ u
 
 
 class TransitionLines:
