@@ -107,17 +107,45 @@ def test_dft_options_checked_before_any_run(tmp_path, capsys, args):
     assert not (tmp_path / "out").exists()
 
 
-def test_bands_npoints_checked(tmp_path, capsys):
-    code, err = run_cli(["bands", str(tmp_path / "nothing"), "--npoints", "-5"], capsys)
-    assert code == 2 and "--npoints" in err and err.count("\n") == 1, err
+@pytest.mark.parametrize("args,what", [(["bands", "{f}", "--npoints", "-5"], "--npoints"),
+                                      (["bands", "{f}", "--nbands", "x"], "not an integer"),
+                                      (["dos", "{f}", "--step", "0"], "--step"),
+                                      (["dos", "{f}", "--broadening", "nan"], "--broadening"),
+                                      (["dos", "{f}", "--emin", "5", "--emax", "-5"], "below --emax"),
+                                      (["dos", "{f}", "--step", "1e-6"], "over 10^6 points"),
+                                      (["optics", "{f}", "--kT", "-1"], "--kT"),
+                                      (["predict", "{f}", "-o", "{o}", "--s-guard", "2"], "<= 1"),
+                                      (["dataset", "zeroth", "{f}", "--out", "{o}", "--workers", "0"], "--workers"),
+                                      (["bands"], "required")])
+def test_numeric_options_checked_in_one_line(si_export, tmp_path, capsys, args, what):
+    """Every numeric option has a range, refused before anything runs: one line, exit status 2, nothing written."""
+    argv = [a.format(f=si_export, o=tmp_path / "out") for a in args]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and what in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("line,what", [("lr = -3e-3", "must be > 0"), ('lr = "fast"', "expected a number"),
-                                       ("batch_size = 0", "must be >= 1"), ("steps = -5", "must be >= 1"),
-                                       ('loss = "l1"', "expected one of")])
-def test_train_config_values_checked(tmp_path, capsys, line, what):
+@pytest.fixture(scope="module")
+def si_export(tmp_path_factory):
+    """db1's first Si structure as a DeepH-dock folder."""
+    from uniham.data.store import DatasetStore
+
+    store = DatasetStore("data/db1")
+    sid = next(k for k in store.manifest["structures"] if k.startswith("el-Si-"))
+    out = tmp_path_factory.mktemp("si") / "si"
+    assert main(["dataset", "export", "data/db1", sid, "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("section,line,what", [("train", "lr = -3e-3", "must be > 0"), ("train", 'lr = "fast"', "expected a number"),
+                                               ("train", "batch_size = 0", "must be >= 1"), ("train", "steps = -5", "must be >= 1"),
+                                               ("train", 'loss = "l1"', "expected one of"),
+                                               ("model", 'channels = "8"', "expected int"), ("model", "layers = 0", "must be >= 1"),
+                                               ("model", "lmax = 2.5", "expected int"), ("model", "chanels = 8", "unknown keys"),
+                                               ("model", "layout = [[0, 3], [5, 1]]", "0 <= l <= 3")])
+def test_train_config_values_checked(tmp_path, capsys, section, line, what):
     p = tmp_path / "c.toml"
-    p.write_text(f"out = \"{tmp_path / 'run'}\"\n[train]\n{line}\n[data]\npaths = ['x']\n")
+    p.write_text(f"out = \"{tmp_path / 'run'}\"\n[{section}]\n{line}\n[data]\npaths = ['x']\n")
     code, err = run_cli(["train", str(p)], capsys)
     assert code == 2 and what in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()

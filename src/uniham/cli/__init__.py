@@ -17,8 +17,9 @@ from uniham.errors import UnihamError
 def build_parser() -> argparse.ArgumentParser:
     from uniham import __version__
     from uniham.cli import dataset, dft, hamiltonian, model, properties
+    from uniham.cli._common import Parser
 
-    p = argparse.ArgumentParser(prog="uniham", description="Universal DFT Hamiltonians: DFT data, formats, bands.")
+    p = Parser(prog="uniham", description="Universal DFT Hamiltonians: DFT data, formats, bands.")
     p.add_argument("--version", action="version", version=f"uniham {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress of the library")
     sub = p.add_subparsers(dest="command", required=True)
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, Parser.error), --help or --version
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not sys.stderr.isatty():  # progress bars into a log file: a line every 30 s, not every 0.1 s
         os.environ.setdefault("TQDM_MININTERVAL", "30")

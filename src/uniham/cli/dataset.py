@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from uniham.cli._common import bounded
 from uniham.errors import UnihamError
 
 
@@ -228,17 +229,17 @@ def add_parsers(sub) -> None:
     x = dsub.add_parser("build", help="run (or resume) the DFT of a recipe on Dask")
     x.add_argument("recipe")
     x.add_argument("--out", required=True)
-    x.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+    x.add_argument("--workers", type=bounded(int, 1), default=max(1, os.cpu_count() or 1),
                    help="local single-threaded workers (default: one per core)")
     x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
-    x.add_argument("--limit", type=int, help="submit at most this many new structures")
+    x.add_argument("--limit", type=bounded(int, 1), help="submit at most this many new structures")
     x.add_argument("--plan", help="structures from `uniham dataset plan RECIPE -o FILE` (no planning here)")
     x.add_argument("--part", help="I/N: only every N-th planned structure, starting at the I-th "
                                   "(N machines, N folders, then `uniham dataset merge`)")
     x.add_argument("--skip-from", nargs="+", metavar="DIR",
                    help="dataset folders of the same recipe whose structures are not redone here")
-    x.add_argument("--hours", type=float, help="wall-clock budget: hand out no new structure after it; those handed "
+    x.add_argument("--hours", type=bounded(float, 0, strict=True), help="wall-clock budget: hand out no new structure after it; those handed "
                                                "out (at most two per worker) finish, are packed, and the build exits "
                                                "(e.g. a batch job's limit minus two structures' time)")
     x.set_defaults(func=cmd_dataset_build)
@@ -246,12 +247,12 @@ def add_parsers(sub) -> None:
                                        "the residual H - H0 into a sibling store; resumable")
     x.add_argument("dir", help="the SCF dataset folder (read only)")
     x.add_argument("--out", required=True, help="sibling folder for ΔH = H - H0 (created or resumed)")
-    x.add_argument("--cutoff", type=float, default=7.0, help="keep ΔH blocks within this distance, A (the model's range)")
-    x.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+    x.add_argument("--cutoff", type=bounded(float, 0, strict=True), default=7.0, help="keep ΔH blocks within this distance, A (the model's range)")
+    x.add_argument("--workers", type=bounded(int, 1), default=max(1, os.cpu_count() or 1),
                    help="local worker processes, one single-threaded CP2K each")
     x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
-    x.add_argument("--hours", type=float, help="wall-clock budget: hand out no new structure after it")
-    x.add_argument("--limit", type=int, help="submit at most this many new structures")
+    x.add_argument("--hours", type=bounded(float, 0, strict=True), help="wall-clock budget: hand out no new structure after it")
+    x.add_argument("--limit", type=bounded(int, 1), help="submit at most this many new structures")
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
     x.set_defaults(func=cmd_dataset_zeroth)
 
@@ -264,7 +265,7 @@ def add_parsers(sub) -> None:
                                        "in the full store, whatever the folder is called)")
     x.add_argument("dir")
     x.add_argument("-o", "--output", required=True, help="dataset folder to create (or add to)")
-    x.add_argument("--n", type=int, help="number of structures (default: all that match)")
+    x.add_argument("--n", type=bounded(int, 1), help="number of structures (default: all that match)")
     x.add_argument("--elements", nargs="+", metavar="X", help="only structures made of these elements alone")
     x.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=cmd_dataset_subset)
@@ -300,8 +301,8 @@ def add_parsers(sub) -> None:
                         "structure), the SHARDS named or every shard at another step. Not while a build writes DIR.")
     x.add_argument("dir")
     x.add_argument("shards", nargs="*", help="shard file names (default: see above)")
-    x.add_argument("--h-step", type=float, default=None, help="fixed-point step of H in eV (coarser only)")
-    x.add_argument("--band-tol", type=float, default=None,
+    x.add_argument("--h-step", type=bounded(float, 0, strict=True), default=None, help="fixed-point step of H in eV (coarser only)")
+    x.add_argument("--band-tol", type=bounded(float, 0, strict=True), default=None,
                    help="meV: per structure the coarsest step from --h-step down (odd multiples of the stored one) that keeps "
                         "its bands (E <= E_F + 5 eV at Gamma and 5 random k) within this of the stored H")
     x.set_defaults(func=cmd_dataset_repack)

@@ -1,7 +1,7 @@
 """``uniham dft``: one Kohn-Sham DFT run (CP2K or PySCF) to H(R), S(R)."""
 from __future__ import annotations
 
-from uniham.cli._common import kmesh_arg
+from uniham.cli._common import bounded, kmesh_arg
 from uniham.errors import UnihamError
 
 
@@ -75,7 +75,7 @@ def add_parsers(sub) -> None:
                    help="Fermi-Dirac kT, eV (cp2k default 0.05, always on; pyscf default 0 = none)")
     f.add_argument("--ke-cutoff", type=float, default=None,
                    help="plane-wave cutoff of the density grid, eV (cp2k default: per-element rule)")
-    f.add_argument("--threads", type=int, default=1, help="cp2k: OpenMP threads (1 job per core is fastest)")
+    f.add_argument("--threads", type=bounded(int, 1), default=1, help="cp2k: OpenMP threads (1 job per core is fastest)")
     f.add_argument("--cp2k", help="cp2k: path of the CP2K executable (default: $UNIHAM_CP2K or PATH)")
     f.add_argument("--keep-files", metavar="DIR", help="cp2k: keep CP2K's input, output and matrices in DIR")
     f.add_argument("--zeroth-step", action="store_true",

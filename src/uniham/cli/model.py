@@ -5,9 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from uniham.cli._common import LARGE_ABOVE
+from uniham.cli._common import LARGE_ABOVE, bounded
 from uniham.conditioning import GUARD_TAU
-from uniham.errors import UnihamError
 
 
 def cmd_train(args) -> None:
@@ -25,10 +24,6 @@ def _torch_threads(n: int) -> None:
 
 
 def cmd_predict(args) -> None:
-    if args.bands and args.npoints < 2:
-        raise UnihamError(f"--npoints must be at least 2 (got {args.npoints})")
-    if not 0 <= args.s_guard <= 1:
-        raise UnihamError(f"--s-guard must lie in [0, 1] (got {args.s_guard})")
     _torch_threads(args.threads)
     from uniham.io import write_hamiltonian
     from uniham.model.predict import predict
@@ -153,17 +148,17 @@ def add_parsers(sub) -> None:
                    help="a shipped model's name (`uniham models` lists them) or a checkpoint (.pt); default: the "
                         "shipped default model")
     x.add_argument("-o", "--output", required=True)
-    x.add_argument("--threads", type=int, default=1,
+    x.add_argument("--threads", type=bounded(int, 1), default=1,
                    help="torch CPU threads (default 1: busy-waiting OpenMP threads are 100x slower on a shared CPU)")
     x.add_argument("--large", action="store_true",
                    help=f"chunked, bounded-memory prediction into OUTPUT/prediction.h5 (automatic above {LARGE_ABOVE} atoms)")
-    x.add_argument("--max-edges", type=int, default=20000, help="edges per chunk with --large (memory bound)")
+    x.add_argument("--max-edges", type=bounded(int, 1), default=20000, help="edges per chunk with --large (memory bound)")
     x.add_argument("--bands", action="store_true", help="also the band structure: OUTPUT/bands.json and a plot")
     x.add_argument("--kpath", default="auto", help='with --bands: "auto" (seekpath) or labels, e.g. "G X W L G"')
-    x.add_argument("--npoints", type=int, default=120, help="with --bands: k-points along the path")
+    x.add_argument("--npoints", type=bounded(int, 2), default=120, help="with --bands: k-points along the path")
     x.add_argument("--plot", help="with --bands: plot file (default OUTPUT/bands.png)")
     x.add_argument("--no-overlap", action="store_true", help="with --large: skip S(R) (H only)")
-    x.add_argument("--s-guard", type=float, default=GUARD_TAU, metavar="TAU",
+    x.add_argument("--s-guard", type=bounded(float, 0, 1), default=GUARD_TAU, metavar="TAU",
                    help="keep a ΔH model's correction off the overlap's near-null space: F ΔH F with F = S(S+TAU)^-1 "
                         f"(default {GUARD_TAU}, chosen on the validation split; 0 = off; docs/zeroth_step.md)")
     x.set_defaults(func=cmd_predict)
@@ -177,11 +172,11 @@ def add_parsers(sub) -> None:
     x.add_argument("--plots", help="folder for band-structure comparison plots")
     x.add_argument("--report", help="folder for a Markdown + PNG report: per-element heat map, four materials' bands "
                                     "and Im ε(ω) at the 20/40/60/80 %% ranks, figures by family and prototype")
-    x.add_argument("--bands", type=int, default=3, help="structures whose bands are plotted (with --plots)")
-    x.add_argument("--band-structures", type=int, default=None,
+    x.add_argument("--bands", type=bounded(int, 0), default=3, help="structures whose bands are plotted (with --plots)")
+    x.add_argument("--band-structures", type=bounded(int, 1), default=None,
                    help="band metric on the first N structures only (default: all)")
     x.add_argument("--split", choices=["train", "validation", "test"],
                    help="only the structures this split holds by the training run's rule (on a bigger folder, e.g. "
                         "the full store of a subset, also ones the run never had; never one it trained on)")
-    x.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    x.add_argument("--threads", type=bounded(int, 1), default=1, help="torch CPU threads")
     x.set_defaults(func=cmd_evaluate)

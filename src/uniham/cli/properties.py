@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uniham.cli._common import SPARSE_ABOVE, kmesh_arg
+from uniham.cli._common import SPARSE_ABOVE, bounded, kmesh_arg
 from uniham.errors import UnihamError
 
 
@@ -23,10 +23,13 @@ def _fermi_note(ham, fermi, how: str) -> str:
 def cmd_bands(args) -> None:
     from uniham.io import read_hamiltonian
     from uniham.properties.bands import bands_result, plot_bands, resolve_fermi
-    from uniham.properties.kpath import auto_labels, build_path, parse_kpath, read_kpoints_file
+    from uniham.properties.kpath import (
+        auto_labels,
+        build_path,
+        parse_kpath,
+        read_kpoints_file,
+    )
 
-    if args.npoints < 2:
-        raise UnihamError(f"--npoints {args.npoints}: a path needs at least 2 k-points")
     ham = read_hamiltonian(args.src, args.src_format)
     if args.kpoints:
         kpts = read_kpoints_file(args.kpoints)
@@ -86,8 +89,15 @@ def cmd_bands(args) -> None:
 
 def cmd_dos(args) -> None:
     from uniham.io import read_hamiltonian
-    from uniham.properties.bands import gaussian_dos, mesh_eigenvalues, plot_dos, resolve_fermi
+    from uniham.properties.bands import (
+        gaussian_dos,
+        mesh_eigenvalues,
+        plot_dos,
+        resolve_fermi,
+    )
 
+    if args.emin is not None and args.emax is not None and args.emin >= args.emax:
+        raise UnihamError(f"--emin {args.emin} must lie below --emax {args.emax}")
     ham = read_hamiltonian(args.src, args.src_format)
     if args.kpm or ham.norb > SPARSE_ABOVE:
         _dos_kpm(ham, args)
@@ -97,7 +107,7 @@ def cmd_dos(args) -> None:
     fermi, how = resolve_fermi(ham, eigs=eigs)
     lo = eigs.min() - 5 * args.broadening if args.emin is None else args.emin
     hi = eigs.max() + 5 * args.broadening if args.emax is None else args.emax
-    energies = np.arange(lo, hi, args.step)
+    energies = _energy_grid(lo, hi, args.step)
     dos = gaussian_dos(eigs, w, energies, args.broadening)
     if args.json:
         Path(args.json).write_text(json.dumps({"energies_eV": energies.tolist(), "dos_per_eV": dos.tolist(),
@@ -117,6 +127,14 @@ def cmd_dos(args) -> None:
             print(f"{what}: {path}")
 
 
+def _energy_grid(lo: float, hi: float, step: float) -> np.ndarray:
+    """DOS energies lo, lo + step, ... below hi (eV); at most 10⁶ points."""
+    if (hi - lo) / step > 1e6:
+        raise UnihamError(f"{lo:.2f} to {hi:.2f} eV in steps of {step:g} eV is over 10^6 points: raise --step or "
+                          "narrow --emin/--emax")
+    return np.arange(lo, hi, step)
+
+
 def _dos_kpm(ham, args) -> None:
     from uniham.properties.bands import plot_dos
     from uniham.properties.kpm import _s_solver, kpm_dos, spectral_bounds
@@ -128,7 +146,7 @@ def _dos_kpm(ham, args) -> None:
     bounds = spectral_bounds(h.tocsr(), s.tocsr(), _s_solver(s.tocsr()))
     lo = bounds[0] if args.emin is None else args.emin
     hi = bounds[1] if args.emax is None else args.emax
-    energies = np.arange(lo, hi, args.step)
+    energies = _energy_grid(lo, hi, args.step)
     res = kpm_dos(h, s, energies, args.moments, args.vectors, bounds=bounds)
     fermi = ham.fermi_level
     if args.json:
@@ -204,14 +222,14 @@ def add_parsers(sub) -> None:
     b.add_argument("--from", dest="src_format", choices=READ_FORMATS)
     b.add_argument("--kpath", default="auto", help='"auto" (seekpath) or labels, e.g. "G X W L G"')
     b.add_argument("--kpoints", help="file with one fractional k-point per line (input cell's reciprocal basis)")
-    b.add_argument("--npoints", type=int, default=120)
+    b.add_argument("--npoints", type=bounded(int, 2), default=120, help="k-points along the path")
     b.add_argument("--fermi-kmesh", default="auto", help="mesh for E_F by electron counting (auto or N1,N2,N3)")
     b.add_argument("--sparse", action="store_true",
                    help=f"shift-invert Lanczos for --nbands bands near --near (automatic above {SPARSE_ABOVE} orbitals)")
-    b.add_argument("--nbands", type=int, default=20, help="bands near --near with --sparse")
+    b.add_argument("--nbands", type=bounded(int, 1), default=20, help="bands near --near with --sparse")
     b.add_argument("--near", type=float, help="energy (eV) the sparse bands are nearest to (default: E_F of the file)")
     b.add_argument("--solver", default="auto", choices=["auto", "pardiso", "superlu"])
-    b.add_argument("--procs", type=int, default=1, help="k-points in parallel processes (sparse)")
+    b.add_argument("--procs", type=bounded(int, 1), default=1, help="k-points in parallel processes (sparse)")
     b.add_argument("--json")
     b.add_argument("--plot")
     b.set_defaults(func=cmd_bands)
@@ -220,14 +238,14 @@ def add_parsers(sub) -> None:
     d.add_argument("src")
     d.add_argument("--from", dest="src_format", choices=READ_FORMATS)
     d.add_argument("--kmesh", default="auto")
-    d.add_argument("--broadening", type=float, default=0.1, help="Gaussian sigma, eV")
-    d.add_argument("--step", type=float, default=0.01, help="energy step, eV")
+    d.add_argument("--broadening", type=bounded(float, 0, strict=True), default=0.1, help="Gaussian sigma, eV")
+    d.add_argument("--step", type=bounded(float, 1e-6), default=0.01, help="energy step, eV")
     d.add_argument("--emin", type=float)
     d.add_argument("--emax", type=float)
     d.add_argument("--kpm", action="store_true",
                    help=f"kernel polynomial method at Gamma (large cells; automatic above {SPARSE_ABOVE} orbitals)")
-    d.add_argument("--moments", type=int, default=1024, help="KPM Chebyshev moments (resolution ~ pi*width/M)")
-    d.add_argument("--vectors", type=int, default=16, help="KPM random vectors")
+    d.add_argument("--moments", type=bounded(int, 2), default=1024, help="KPM Chebyshev moments (resolution ~ pi*width/M)")
+    d.add_argument("--vectors", type=bounded(int, 1), default=16, help="KPM random vectors")
     d.add_argument("--json")
     d.add_argument("--plot")
     d.set_defaults(func=cmd_dos)
@@ -237,10 +255,10 @@ def add_parsers(sub) -> None:
     o.add_argument("--from", dest="src_format", choices=READ_FORMATS)
     o.add_argument("--kmesh", default="auto", help="Gamma-centred mesh N1,N2,N3 (auto: 0.15 1/A spacing)")
     o.add_argument("--omega", default="0:20:0.01", help="photon energies MIN:MAX:STEP, eV")
-    o.add_argument("--broadening", type=float, default=0.1, help="Gaussian sigma, eV")
-    o.add_argument("--kT", type=float, default=0.01, help="Fermi-Dirac occupations for metals, eV")
+    o.add_argument("--broadening", type=bounded(float, 0, strict=True), default=0.1, help="Gaussian sigma, eV")
+    o.add_argument("--kT", type=bounded(float, 0), default=0.01, help="Fermi-Dirac occupations for metals, eV")
     o.add_argument("--components", default="xx,yy,zz", help="tensor components, e.g. xx,yy,zz,xy")
     o.add_argument("--json")
     o.add_argument("--plot")
-    o.add_argument("--plot-max", type=float, default=10.0, help="upper photon energy of the plot, eV")
+    o.add_argument("--plot-max", type=bounded(float, 0, strict=True), default=10.0, help="upper photon energy of the plot, eV")
     o.set_defaults(func=cmd_optics)

@@ -20,7 +20,7 @@ by averaging every edge's block with the transpose of its reverse edge.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -39,6 +39,11 @@ from uniham.model.so2 import (
 )
 
 N_ELEMENTS = N_Z  # embedding rows: Z = 0..86
+
+
+# [model] counts: the lowest value a network can be built with (head_mmax -1 = all |m|)
+MODEL_MINIMA = {"cutoff": 0, "lmax": 0, "mmax": 0, "head_mmax": -1, "channels": 1, "layers": 1, "heads": 1,
+                "n_rbf": 1, "radial_hidden": 1}
 
 
 @dataclass
@@ -74,6 +79,7 @@ class ModelConfig:
         """ValueError with a one-line reason for settings no network can be built with."""
         from uniham.dft.cp2k_basis import OVERLAP_EPS
 
+        self._check_types()
         if self.kind not in ("so2", "e3"):
             raise ValueError(f"model kind {self.kind!r} is not 'so2' or 'e3'")
         if self.range_eps < 0 or self.range_eps >= 1 or 0 < self.range_eps < OVERLAP_EPS:
@@ -84,9 +90,31 @@ class ModelConfig:
         if self.channels % self.heads:
             raise ValueError(f"channels ({self.channels}) must be a multiple of heads ({self.heads})")
 
+    def _check_types(self) -> None:
+        """Every field of its default's type (an int may stand for a float) and every count in its range."""
+        for f in fields(self):
+            v, default = getattr(self, f.name), f.default
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, (int, float)):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (
+                    isinstance(default, float) or float(v).is_integer())
+            else:
+                ok = isinstance(v, type(default))
+            if not ok:
+                raise ValueError(f"{f.name} = {v!r}: expected {type(default).__name__}")
+        for name, lo in MODEL_MINIMA.items():
+            if getattr(self, name) < lo:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be >= {lo}")
+        if not all(isinstance(x, tuple) and len(x) == 2 and 0 <= x[0] <= 3 and x[1] >= 1 for x in self.layout):
+            raise ValueError(f"layout = {self.layout!r}: expected [[l, shells], ...] with 0 <= l <= 3, shells >= 1")
+
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
         if "layout" in d:
             d["layout"] = tuple(tuple(int(v) for v in x) for x in d["layout"])
         return cls(**d)
