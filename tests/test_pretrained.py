@@ -109,3 +109,14 @@ def test_shipped_model_predicts_silicon(cp2k, tmp_path, capsys):
     assert (out / "bands.png").stat().st_size > 10_000
     info = json.loads((out / "info.json").read_text())
     assert info["uniham"]["shipped_model"]["name"] == pre.resolve(None)[1]["name"]
+
+
+def test_python_api_predicts_with_the_shipped_model_by_default(cp2k):
+    """`uniham.predict(atoms)` (the README's Python tour): ASE Atoms in, the shipped default model, bands out."""
+    from ase.build import bulk
+
+    import uniham
+
+    res = uniham.predict(bulk("Si", "diamond", a=5.431))
+    assert res.hamiltonian.provenance["shipped_model"]["name"] == pre.resolve(None)[1]["name"]
+    assert abs(res.bands(npoints=30)["gap"]["gap_eV"] - SCF_GAP_SI_EV) < 0.12

@@ -12,7 +12,7 @@ __version__ = "0.1.3"
 __all__ = ["UnihamError", "__version__", "load", "predict"]
 
 
-def predict(structure, model, fermi: bool = True):
+def predict(structure, model=None, fermi: bool = True):
     """See :func:`uniham.api.predict`."""
     from uniham.api import predict as _predict
 
