@@ -8,7 +8,7 @@ For each structure of data/db1 (default: ten, metals included): the SCF H(R), S(
     ``eigh`` per k as sisl users call it, median of the same repeats;
   - the largest |Δε| between them (eV), and the wall time of the whole default CLI ``uniham bands EXPORT``
     (reading, E_F by electron counting on its auto mesh, the path, the JSON) in a subprocess.
-Prints one JSON document (bench/results/bands_vs_sisl_cpu.json).
+Prints one JSON document (bench/results/bands_vs_sisl/bands_vs_sisl_cpu.json).
 
     OMP_NUM_THREADS=2 python bench/bands_vs_sisl.py [--ids ID ...] [--repeat 3]
 """

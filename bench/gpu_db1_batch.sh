@@ -2,7 +2,7 @@
 # Equal-wall-clock A/B on one GPU: configs/db1_gpu.toml trained at batch 8 and at batch 64, one after the
 # other on the same subset of db1, same seed, same time budget (the learning-rate schedule follows the clock).
 # The question it answers: at a fixed GPU budget, does the larger batch (same steps per second, 8x the
-# structures per step: bench/results/db1_gpu_h200_batch_probe.txt) give a better model?
+# structures per step: bench/results/gpu_db1/db1_gpu_h200_batch_probe.txt) give a better model?
 # Set-up as for bench/gpu_db1.sh (subset runs/db1_sub, wheels and basis in .whl, data/db1 out of the tree).
 # Writes summary.txt (both runs: steps, validation MAE, GPU use), log_b{8,64}.csv and the EMA weights
 # best_b{8,64}.pt (in two parts each) into ${OUT:-gpu_out}. Then, on a CPU:

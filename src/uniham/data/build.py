@@ -41,7 +41,7 @@ def stored_range(symbols: list[str], basis: str, store: dict) -> np.ndarray:
     :func:`uniham.dft.cp2k_basis.overlap_range`). A fixed cutoff does not fit every element: with
     DZVP-MOLOPT-SR, 10 A leaves Si's bands within 0.2 meV but CsBi's off by 80 eV (Cs's diffuse
     functions reach 17 A); max(10 A, range at 1e-6) keeps Cu, Ru, Si, AsGe2Ru within 0.9 meV and CsBi
-    within 5 meV (bench/results/store_range_dft.json)."""
+    within 5 meV (bench/results/store_range/store_range_dft.json)."""
     cutoff = float(store.get("cutoff", DEFAULT_STORE["cutoff"]))
     n = len(symbols)
     if store.get("range_eps") is None:

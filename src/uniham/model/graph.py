@@ -8,7 +8,7 @@ have no images). Every edge has its reverse (j, i, -R), whose index is stored fo
 The edge range r_ij (:class:`EdgeRange`) is one cutoff for every pair, or per element pair: the distance at
 which the pair's most diffuse basis functions overlap by ``eps`` (never below the cutoff). H reaches as far as
 its basis does: with DZVP-MOLOPT-SR an 8 A graph leaves db1's bands off by a median 3.5 eV, the pair range at
-overlap 1e-5 by 3.4 meV (max 26 meV; ``bench/results/model_range_db1.json``).
+overlap 1e-5 by 3.4 meV (max 26 meV; ``bench/results/model_range/model_range_db1.json``).
 """
 from __future__ import annotations
 

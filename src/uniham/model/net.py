@@ -52,7 +52,7 @@ class ModelConfig:
     cutoff: float = 8.0  # Angstrom: edges (and predicted off-site blocks) within this distance
     # > 0: per element pair, edges out to max(cutoff, the distance where the pair's most diffuse basis
     # functions overlap by range_eps) (uniham.model.graph.EdgeRange); 1e-5 keeps db1's bands within
-    # ~meV of the DFT (bench/results/model_range_db1.json) where a fixed 8 A costs eV. 0: fixed cutoff.
+    # ~meV of the DFT (bench/results/model_range/model_range_db1.json) where a fixed 8 A costs eV. 0: fixed cutoff.
     range_eps: float = 0.0
     lmax: int = 4
     mmax: int = 4  # |m| kept in the SO(2) convolutions of the message layers

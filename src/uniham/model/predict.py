@@ -161,7 +161,7 @@ def zeroth_step_prior(box: Atoms, settings: dict, family: str) -> Hamiltonian:
 
 
 # per-pair edge ranges at overlap <= this are taken as complete: db1's bands within 26 meV (max over 40
-# structures, median 3.4 meV; bench/results/model_range_db1.json)
+# structures, median 3.4 meV; bench/results/model_range/model_range_db1.json)
 COMPLETE_RANGE_EPS = 1e-5
 
 
@@ -169,7 +169,7 @@ def beyond_cutoff(bases: dict, edges: float | EdgeRange, eps: float = 1e-6, marg
     """Elements whose H reaches well past the model's edges: {symbol: basis range (A) at overlap ``eps``}
     for ranges above the element's own edge range + margin. Their H blocks beyond it are missing from a
     prediction, and with DZVP-MOLOPT-SR that costs tens of meV to eV in the bands (Mg 17 meV, Na 92 meV,
-    Y 20 eV with H cut at 10 A; bench/results/store_range_dft.json). ``edges``: the model's fixed cutoff (A)
+    Y 20 eV with H cut at 10 A; bench/results/store_range/store_range_dft.json). ``edges``: the model's fixed cutoff (A)
     or :class:`EdgeRange`; per-pair ranges at overlap <= :data:`COMPLETE_RANGE_EPS` name no element."""
     from ase.data import atomic_numbers
 
