@@ -384,3 +384,22 @@ def test_h0_prior_features_keep_equivariance():
         assert np.abs(he2 - d @ he @ d.T).max() < 1e-9 * scale
     _, hs3, he3 = run(atoms, scale=1.0)  # another H0: other blocks
     assert np.abs(he3 - he).max() > 1e-3 * scale
+
+
+def test_edge_wigner_closed_form_equals_matrix_exponentials():
+    """The closed-form D_l of edge_wigner is exp(α X_y) exp(β X_x) of e3nn's generators (float64, l <= 6)."""
+    import math
+
+    from e3nn import o3
+
+    from uniham.model.so2 import _generators, edge_wigner
+
+    torch.manual_seed(3)
+    v = torch.randn(500, 3, dtype=torch.float64)
+    d = edge_wigner(v, 6)
+    alpha, beta = o3.xyz_to_angles(v)
+    for l in range(7):
+        x = _generators(l, torch.device("cpu"))
+        ref = torch.matrix_exp((alpha % (2 * math.pi))[:, None, None] * x[1]) @ torch.matrix_exp(
+            (beta % (2 * math.pi))[:, None, None] * x[0])
+        assert (d[l] - ref).abs().max() < 1e-12

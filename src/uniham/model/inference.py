@@ -128,14 +128,15 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
             e = slice(e0, e1)
             ei = model.edge_inputs(z, vec_all[e], i_all[e], j_all[e], emb)
             sel = np.nonzero(canon[e0:e1])[0]
-            _, s_part = model.head_outputs(x, i_all[e], j_all[e], ei, edges=False)
+            out_edge, s_part = model.head_outputs(x, i_all[e], j_all[e], ei, edges=bool(len(sel)))
             site = s_part if site is None else site + s_part
             if len(sel):
+                # H_ij(R) = (B_ij(R) + B_ji(-R)^T) / 2: the forward heads are this chunk's; the reverse edges
+                # (j -> i) mostly sit in other chunks, so their heads are run here
                 ce = torch.from_numpy(sel + e0)
-                fwd = model.edge_inputs(z, vec_all[ce], i_all[ce], j_all[ce], emb)
                 rev = model.edge_inputs(z, -vec_all[ce], j_all[ce], i_all[ce], emb)
-                of, _ = model.head_outputs(x, i_all[ce], j_all[ce], fwd)
                 orv, _ = model.head_outputs(x, j_all[ce], i_all[ce], rev)
+                of = out_edge[torch.from_numpy(sel)]
                 h = 0.5 * (model.edge_blocks(of) + model.edge_blocks(orv).transpose(1, 2))
                 h = h.numpy()
                 flat = [h[k][np.ix_(index[symbols[g["i"][ee]]], index[symbols[g["j"][ee]]])].ravel()
