@@ -123,12 +123,15 @@ def test_bfloat16_autocast_keeps_float32_heads():
 
 
 @pytest.mark.parametrize("range_eps", [0.0, 1e-3])
-def test_chunked_large_prediction_equals_full_forward(tmp_path, range_eps):
-    """predict_large (node-range chunks, streamed canonical half, chunked PySCF overlaps) gives the same
-    H and S blocks as the one-shot prediction, and its file reads back as a Hamiltonian; with fixed and
-    per-pair edge ranges."""
+def test_chunked_large_prediction_equals_full_forward(tmp_path, range_eps, monkeypatch):
+    """predict_large (node-range chunks, streamed canonical half, chunked PySCF overlaps in spatial groups of
+    home atoms) gives the same H and S blocks as the one-shot prediction, and its file reads back as a
+    Hamiltonian; with fixed and per-pair edge ranges."""
     from uniham.io import read_hamiltonian
+    from uniham.model import inference
     from uniham.model.inference import predict_large
+
+    monkeypatch.setattr(inference, "OVERLAP_GROUP_ATOMS", 2)  # several groups per chunk
     from uniham.model.predict import predict
 
     torch.manual_seed(1)

@@ -239,11 +239,12 @@ def pyscf_mole(symbols, positions_ang: np.ndarray, bases: dict[str, Cp2kBasis]):
     mol.spin = int(sum(gto.charge(s) for s in symbols)) % 2
     mol.build()
     offsets = [0]
+    slices = mol.aoslice_by_atom()  # (once: it is O(atoms) itself)
     for a, s in enumerate(symbols):
-        ls = [int(mol.bas_angular(b)) for b in range(*mol.aoslice_by_atom()[a][:2])]
+        ls = [int(mol.bas_angular(b)) for b in range(*slices[a][:2])]
         if ls != [sh.l for sh in bases[s].shells]:
             raise UnihamError(f"PySCF reordered the shells of {s} ({ls}); cannot map to CP2K order")
-        offsets.append(int(mol.aoslice_by_atom()[a][3]))
+        offsets.append(int(slices[a][3]))
     return mol, np.array(offsets)
 
 
