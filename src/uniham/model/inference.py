@@ -169,7 +169,6 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
 def _write_overlaps(f, box, symbols: np.ndarray, bases: dict, max_edges: int, progress: bool) -> None:
     """S blocks by PySCF integrals over the overlap pairs (canonical half), chunk by chunk:
     <chunk atoms | partner images of the chunk>; writes the ``overlap/`` group and ``onsite/S``."""
-    from pyscf import gto
     from tqdm import tqdm
 
     from uniham.dft.cp2k_basis import OVERLAP_EPS, _pyscf_to_uniham, overlap_pairs, pyscf_mole
@@ -189,7 +188,6 @@ def _write_overlaps(f, box, symbols: np.ndarray, bases: dict, max_edges: int, pr
     f.create_dataset("overlap/R", data=osh.astype(np.int32))
     f.create_dataset("overlap/offset", data=offset)
     ds = f.create_dataset("overlap/S", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
-    cell = box.cell.array
     # on-site S is the same for every atom of an element
     site = {}
     for x in bases:
