@@ -9,9 +9,9 @@ blocks in memory; blocks are streamed into HDF5.
 
 S(R) comes from the basis integrals (PySCF, no SCF) over its *own* range, which is longer than the model
 cutoff (:func:`uniham.dft.cp2k_basis.overlap_range`; Si 10.2 A, Cs 18.4 A): S cut at the H cutoff
-is not positive definite at every k. Its pairs are chunked by node ranges the same way; one
-``intor_cross`` per chunk between the chunk's atoms and the periodic images of their partners. The on-site
-S block depends on the element only and is computed once per element.
+is not positive definite at every k. Its pairs are chunked by node ranges the same way, and within a chunk
+by spatially compact groups of home atoms: one ``intor_cross`` per group between its atoms and the periodic
+images of their partners. The on-site S block depends on the element only and is computed once per element.
 
 The file format (``prediction.h5``, "uniham-sparse-2") and its reader live in :mod:`uniham.io.sparse_prediction`.
 
@@ -49,70 +49,143 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
     import resource
 
     import h5py
-    from tqdm import tqdm
 
-    from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis
     from uniham.model.graph import neighbor_graph
-    from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
-    from uniham.structure import ensure_box
 
     if threads:
         torch.set_num_threads(threads)
-    from uniham.pretrained import resolve
-
     t0 = time.perf_counter()
-    ckpt_path = resolve(ckpt_path)[0]  # a file, a shipped model's name, or None (the shipped default)
-    ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt, path=ckpt_path).eval()
-    if (ckpt.get("target") or {}).get("kind", "H") != "H":
-        raise UnihamError(f"{ckpt_path} predicts ΔH on a zeroth-step H0, which CP2K cannot give at this size "
-                          "(one dense diagonalization); chunked large prediction takes a direct (H) model")
-    family = ckpt.get("basis_family") or DEFAULT_BASIS
-    box = ensure_box(atoms)
-    symbols = np.array(box.get_chemical_symbols())
-    try:
-        bases = {x: load_basis(x, family) for x in dict.fromkeys(symbols.tolist())}
-    except UnihamError as exc:
-        raise UnihamError(f"the model's basis {family}: {exc}") from None
-    layout = model.layout
-    index = {x: np.asarray(layout.element_index(b.orbital_basis())) for x, b in bases.items()}
-    norb = {x: len(v) for x, v in index.items()}
-    g = neighbor_graph(box, model.edge_range())
+    run = _LargeRun.load(atoms, ckpt_path)
+    g = neighbor_graph(run.box, run.model.edge_range())
     t_graph = time.perf_counter() - t0
-    n, ne = len(box), len(g["i"])
+    n, ne = len(run.box), len(g["i"])
     ptr = np.searchsorted(g["i"], np.arange(n + 1))
-    z = torch.tensor(box.numbers, dtype=torch.long)
-    i_all, j_all = torch.from_numpy(g["i"]), torch.from_numpy(g["j"])
-    vec_all = torch.from_numpy(g["vec"]).float()
     chunks = list(_chunks(ptr, max_edges))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
     t1 = time.perf_counter()
-    with torch.no_grad():
-        emb = model.embed(z)
-        x = model.initial_features(z, torch.float32)
-        bar = tqdm(total=len(chunks) * (len(model.layers) + 1), desc="network (chunks)", disable=not progress,
-                   leave=False)
-        for layer in model.layers:
-            agg = torch.zeros_like(x)
-            for n0, n1 in chunks:
-                e = slice(ptr[n0], ptr[n1])
-                ei = model.edge_inputs(z, vec_all[e], i_all[e], j_all[e], emb)
-                agg += layer.aggregate(x, i_all[e], j_all[e], ei["scal"], ei["wigner"], ei["env"], ei["sh"])
-                bar.update(1)
-            x = layer.update_nodes(x, agg)
-        site = None
-        canon = g["reverse"] > np.arange(ne)
-        n_canon = int(canon.sum())
-        sizes = np.array([norb[symbols[a]] * norb[symbols[b]] for a, b in zip(g["i"][canon], g["j"][canon])],
+    with torch.no_grad(), h5py.File(tmp, "w") as f:
+        x = run.node_features(g, ptr, chunks, progress)
+        n_canon = run.write_blocks(f, x, g, ptr, chunks, progress)
+        t_net = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if overlap:
+            _write_overlaps(f, run.box, run.symbols, run.bases, max_edges, progress)
+        t_ovl = time.perf_counter() - t2
+        timing = {"graph_s": t_graph, "network_s": t_net, "overlap_s": t_ovl, "total_s": time.perf_counter() - t0}
+        f.attrs["timing"] = json.dumps(timing)
+    tmp.replace(out_path)
+    return {"atoms": n, "edges": ne, "blocks_written": n_canon + n, "chunks": len(chunks), "timing": timing,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "file": str(out_path),
+            "file_mb": out_path.stat().st_size / 2**20}
+
+
+class _LargeRun:
+    """A direct model and a structure for chunked prediction: the network pass over node-range chunks and the
+    streaming of its blocks into the file."""
+
+    def __init__(self, model, ckpt_path, family: str, box, bases: dict) -> None:
+        self.model, self.ckpt_path, self.family, self.box, self.bases = model, ckpt_path, family, box, bases
+        self.symbols = np.array(box.get_chemical_symbols())
+        self.index = {x: np.asarray(model.layout.element_index(b.orbital_basis())) for x, b in bases.items()}
+        self.norb = {x: len(v) for x, v in self.index.items()}
+        self.z = torch.tensor(box.numbers, dtype=torch.long)
+
+    @classmethod
+    def load(cls, atoms, ckpt_path) -> _LargeRun:
+        from uniham.dft.cp2k_basis import DEFAULT_BASIS, load_basis
+        from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint
+        from uniham.pretrained import resolve
+        from uniham.structure import ensure_box
+
+        ckpt_path = resolve(ckpt_path)[0]  # a file, a shipped model's name, or None (the shipped default)
+        ckpt = load_checkpoint(ckpt_path)
+        model = model_from_checkpoint(ckpt, path=ckpt_path).eval()
+        if (ckpt.get("target") or {}).get("kind", "H") != "H":
+            raise UnihamError(f"{ckpt_path} predicts ΔH on a zeroth-step H0, which CP2K cannot give at this size "
+                              "(one dense diagonalization); chunked large prediction takes a direct (H) model")
+        family = ckpt.get("basis_family") or DEFAULT_BASIS
+        box = ensure_box(atoms)
+        try:
+            bases = {x: load_basis(x, family) for x in dict.fromkeys(box.get_chemical_symbols())}
+        except UnihamError as exc:
+            raise UnihamError(f"the model's basis {family}: {exc}") from None
+        return cls(model, ckpt_path, family, box, bases)
+
+    def _edges(self, g: dict, sel, reverse: bool = False) -> tuple:
+        """(i, j, edge inputs) of the edges ``sel`` (a slice or index tensor), or of their reverses."""
+        i, j = torch.from_numpy(g["i"])[sel], torch.from_numpy(g["j"])[sel]
+        vec = torch.from_numpy(g["vec"])[sel].float()
+        if reverse:
+            i, j, vec = j, i, -vec
+        return i, j, self.model.edge_inputs(self.z, vec, i, j, self.emb)
+
+    def node_features(self, g: dict, ptr, chunks, progress: bool) -> torch.Tensor:
+        """(N, K, 2, C) node features after the message layers, each layer summed chunk by chunk."""
+        from tqdm import tqdm
+
+        model = self.model
+        self.emb = model.embed(self.z)
+        x = model.initial_features(self.z, torch.float32)
+        with tqdm(total=len(chunks) * len(model.layers), desc="network (chunks)", disable=not progress,
+                  leave=False) as bar:
+            for layer in model.layers:
+                agg = torch.zeros_like(x)
+                for n0, n1 in chunks:
+                    i, j, ei = self._edges(g, slice(ptr[n0], ptr[n1]))
+                    agg += layer.aggregate(x, i, j, ei["scal"], ei["wigner"], ei["env"], ei["sh"])
+                    bar.update(1)
+                x = layer.update_nodes(x, agg)
+        return x
+
+    def write_blocks(self, f, x: torch.Tensor, g: dict, ptr, chunks, progress: bool) -> int:
+        """The header, the canonical half of the off-site H blocks (streamed per chunk) and the on-site
+        blocks into the open file ``f``; returns the number of off-site blocks."""
+        from tqdm import tqdm
+
+        model, symbols, index = self.model, self.symbols, self.index
+        canon = g["reverse"] > np.arange(len(g["i"]))
+        sizes = np.array([self.norb[symbols[a]] * self.norb[symbols[b]] for a, b in zip(g["i"][canon], g["j"][canon])],
                          dtype=np.int64)
         offset = np.concatenate([[0], np.cumsum(sizes)])
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".tmp")
-        f = h5py.File(tmp, "w")
+        self._write_header(f, g, canon, offset)
+        dh = f.create_dataset("edges/H", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
+        canon_pos = np.cumsum(canon) - 1  # position of a canonical edge among the canonical ones
+        site = None
+        for n0, n1 in tqdm(chunks, desc="heads (chunks)", disable=not progress, leave=False):
+            e0, e1 = ptr[n0], ptr[n1]
+            i, j, ei = self._edges(g, slice(e0, e1))
+            sel = np.nonzero(canon[e0:e1])[0]
+            out_edge, s_part = model.head_outputs(x, i, j, ei, edges=bool(len(sel)))
+            site = s_part if site is None else site + s_part
+            if not len(sel):
+                continue
+            # H_ij(R) = (B_ij(R) + B_ji(-R)^T) / 2: the forward heads are this chunk's; the reverse edges
+            # (j -> i) mostly sit in other chunks, so their heads are run here
+            ri, rj, rev = self._edges(g, torch.from_numpy(sel + e0), reverse=True)
+            orv, _ = model.head_outputs(x, ri, rj, rev)
+            of = out_edge[torch.from_numpy(sel)]
+            h = (0.5 * (model.edge_blocks(of) + model.edge_blocks(orv).transpose(1, 2))).numpy()
+            flat = [h[k][np.ix_(index[symbols[g["i"][ee]]], index[symbols[g["j"][ee]]])].ravel()
+                    for k, ee in enumerate(sel + e0)]
+            first = canon_pos[sel[0] + e0]
+            dh[offset[first]:offset[first] + sum(map(len, flat))] = np.concatenate(flat)
+        h_site = model.site_blocks(x, site, self.z).numpy()
+        u = model.layout.dim
+        onsite = np.zeros((len(symbols), u, u), np.float32)
+        for a, sym in enumerate(symbols):
+            ia = index[sym]
+            onsite[a, :len(ia), :len(ia)] = h_site[a][np.ix_(ia, ia)]
+        f.create_dataset("onsite/H", data=onsite, compression="gzip")
+        return int(canon.sum())
+
+    def _write_header(self, f, g: dict, canon: np.ndarray, offset: np.ndarray) -> None:
+        box = self.box
         f.attrs["format"] = FORMAT
-        f.attrs["basis_family"] = family
-        f.attrs["elements"] = json.dumps(norb)
-        f.attrs["checkpoint"] = str(ckpt_path)
+        f.attrs["basis_family"] = self.family
+        f.attrs["elements"] = json.dumps(self.norb)
+        f.attrs["checkpoint"] = str(self.ckpt_path)
         f.create_dataset("atoms/numbers", data=box.numbers)
         f.create_dataset("atoms/positions", data=box.positions)
         f.create_dataset("atoms/cell", data=box.cell.array)
@@ -121,49 +194,6 @@ def predict_large(atoms, ckpt_path, out_path, max_edges: int = 20000, overlap: b
         f.create_dataset("edges/j", data=g["j"][canon].astype(np.int32))
         f.create_dataset("edges/R", data=g["shift"][canon].astype(np.int32))
         f.create_dataset("edges/offset", data=offset)
-        dh = f.create_dataset("edges/H", shape=(int(offset[-1]),), dtype=np.float32, chunks=True)
-        canon_pos = np.cumsum(canon) - 1  # position of a canonical edge among the canonical ones
-        for n0, n1 in chunks:
-            e0, e1 = ptr[n0], ptr[n1]
-            e = slice(e0, e1)
-            ei = model.edge_inputs(z, vec_all[e], i_all[e], j_all[e], emb)
-            sel = np.nonzero(canon[e0:e1])[0]
-            out_edge, s_part = model.head_outputs(x, i_all[e], j_all[e], ei, edges=bool(len(sel)))
-            site = s_part if site is None else site + s_part
-            if len(sel):
-                # H_ij(R) = (B_ij(R) + B_ji(-R)^T) / 2: the forward heads are this chunk's; the reverse edges
-                # (j -> i) mostly sit in other chunks, so their heads are run here
-                ce = torch.from_numpy(sel + e0)
-                rev = model.edge_inputs(z, -vec_all[ce], j_all[ce], i_all[ce], emb)
-                orv, _ = model.head_outputs(x, j_all[ce], i_all[ce], rev)
-                of = out_edge[torch.from_numpy(sel)]
-                h = 0.5 * (model.edge_blocks(of) + model.edge_blocks(orv).transpose(1, 2))
-                h = h.numpy()
-                flat = [h[k][np.ix_(index[symbols[g["i"][ee]]], index[symbols[g["j"][ee]]])].ravel()
-                        for k, ee in enumerate(sel + e0)]
-                first = canon_pos[sel[0] + e0]
-                dh[offset[first]:offset[first] + sum(map(len, flat))] = np.concatenate(flat)
-            bar.update(1)
-        bar.close()
-        h_site = model.site_blocks(x, site, z).numpy()
-        u = layout.dim
-        onsite = np.zeros((n, u, u), np.float32)
-        for a in range(n):
-            ia = index[symbols[a]]
-            onsite[a, :len(ia), :len(ia)] = h_site[a][np.ix_(ia, ia)]
-        f.create_dataset("onsite/H", data=onsite, compression="gzip")
-    t_net = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    if overlap:
-        _write_overlaps(f, box, symbols, bases, max_edges, progress)
-    t_ovl = time.perf_counter() - t2
-    timing = {"graph_s": t_graph, "network_s": t_net, "overlap_s": t_ovl, "total_s": time.perf_counter() - t0}
-    f.attrs["timing"] = json.dumps(timing)
-    f.close()
-    tmp.replace(out_path)
-    return {"atoms": n, "edges": ne, "blocks_written": n_canon + n, "chunks": len(chunks), "timing": timing,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "file": str(out_path),
-            "file_mb": out_path.stat().st_size / 2**20}
 
 
 def _write_overlaps(f, box, symbols: np.ndarray, bases: dict, max_edges: int, progress: bool) -> None:
