@@ -94,7 +94,9 @@ class ModelConfig:
         """Every field of its default's type (an int may stand for a float) and every count in its range."""
         for f in fields(self):
             v, default = getattr(self, f.name), f.default
-            if isinstance(default, bool):
+            if f.name == "layout":
+                ok = isinstance(v, (list, tuple))
+            elif isinstance(default, bool):
                 ok = isinstance(v, bool)
             elif isinstance(default, (int, float)):
                 ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (
@@ -106,7 +108,7 @@ class ModelConfig:
         for name, lo in MODEL_MINIMA.items():
             if getattr(self, name) < lo:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: must be >= {lo}")
-        if not all(isinstance(x, tuple) and len(x) == 2 and 0 <= x[0] <= 3 and x[1] >= 1 for x in self.layout):
+        if not all(isinstance(x, (list, tuple)) and len(x) == 2 and 0 <= x[0] <= 3 and x[1] >= 1 for x in self.layout):
             raise ValueError(f"layout = {self.layout!r}: expected [[l, shells], ...] with 0 <= l <= 3, shells >= 1")
 
     @classmethod

@@ -62,6 +62,7 @@ import time
 import tomllib
 from contextlib import contextmanager
 from contextlib import nullcontext as _nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -310,12 +311,54 @@ def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
 
 
 def train(config_path, resume: bool = False, progress: bool = True, prepare_only: bool = False) -> dict:
-    import uniham
-
     cfg = load_config(config_path)
     t, dcfg = cfg["train"], cfg["data"]
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
+    world, rank, device = _runtime(t)
+    if dcfg["packed"]:  # a packed slice (scripts/gpu_stretch.py): everything comes from the file, no database
+        data = _packed_training_data(dcfg["packed"], cfg, resume, device)
+    else:
+        data = _database_training_data(cfg, out, resume, progress, rank, device)
+    (train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg) = data
+    if prepare_only:
+        return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
+    train_set = _samples_on_device(train_set, device)
+    run = _Run(cfg=cfg, model=model, mcfg=mcfg, layout=layout, family=family, target=target, splits=splits,
+               split_keys=split_keys, split_rule=split_rule, val_set=val_set, device=device, out=out,
+               opt=torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"]),
+               ema=EMA(model, t["ema"]) if t["ema"] else None,
+               elements_seen=_initial_weights(model, train_set, layout, t, mcfg, device, resume))
+    if t["init"] and not resume and val_set and rank == 0:  # the warm start's own weights on this validation set
+        run.init_val = evaluate_samples(model, val_set, layout, t["gauge"], device, torch.float32)["mae_meV"]
+        log.info("warm start from %s: validation MAE %.3f meV before training", t["init"], run.init_val)
+    if not resume and rank == 0:
+        run.best_path.unlink(missing_ok=True)  # a fresh run never reports an earlier run's model
+    if resume:
+        run.restore(prev if prev is not None else load_checkpoint(run.ckpt_path, device))
+    ddp_model = torch.compile(model) if t["compile"] else model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device] if device.type == "cuda" else None)
+    log_path = out / "log.csv"
+    t0 = time.perf_counter()
+    with _stop_on_signals() as stop, _training_log(log_path, append=resume and log_path.exists()) as (logf, writer):
+        result = _steps(run, ddp_model, train_set, world, rank, progress, stop, logf, writer, t0)
+    if rank == 0:
+        save_checkpoint(run.ckpt_path, run.state(final=run.step >= t["steps"]))
+        if not val_set or not run.best_path.exists():  # no validation set: the final weights are the model
+            save_checkpoint(run.best_path, run.state(slim=True))
+        plot_learning_curve(log_path, out / "learning_curve.png")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    best = run.best
+    return result | {"step": run.step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out),
+                     "n_train": len(train_set), "n_validation": len(val_set), "wall_s": time.perf_counter() - t0,
+                     "init_val_mae_meV": run.init_val}
+
+
+def _runtime(t: dict) -> tuple[int, int, torch.device]:
+    """(world size, rank, device) of this process (torchrun sets WORLD_SIZE, RANK, LOCAL_RANK), with threads
+    and seeds set."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -328,17 +371,13 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         torch.set_num_threads(int(t["threads"]))
     torch.manual_seed(t["seed"])
     np.random.seed(t["seed"])
-    dtype = torch.float32
+    return world, rank, device
 
-    if dcfg["packed"]:  # a packed slice (scripts/gpu_stretch.py): everything comes from the file, no database
-        data = _packed_training_data(dcfg["packed"], cfg, resume, device)
-    else:
-        data = _database_training_data(cfg, out, resume, progress, rank, device)
-    (train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg) = data
-    if prepare_only:
-        return {"samples": str(out / "samples.pt"), "n_train": len(train_set), "n_validation": len(val_set)}
+
+def _initial_weights(model, train_set, layout, t: dict, mcfg, device, resume: bool) -> list[int]:
+    """Warm start and per-element reference on-site blocks of a new run; returns the elements the weights
+    cover (this run's training elements, plus those of the warm start's weights)."""
     elements_seen = sorted({int(z) for smp in train_set for z in smp["z"].tolist()})
-    train_set = _samples_on_device(train_set, device)
     if t["init"] and not resume:  # the elements the warm start's weights were trained on stay covered
         elements_seen = sorted(set(elements_seen) | set(warm_start(model, t["init"], mcfg, device)))
         if t["site_reference"]:  # elements new to this run get their fitted reference, the others keep theirs
@@ -347,77 +386,141 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
             model.site_ref[new] = fit[new]
     elif t["site_reference"] and not resume:
         model.site_ref.copy_(fit_site_reference(train_set, layout).to(device))
-    ddp_model = torch.compile(model) if t["compile"] else model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device] if device.type == "cuda" else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    ema = EMA(model, t["ema"]) if t["ema"] else None
-    step, best, bad_evals, epoch = 0, float("inf"), 0, 0
-    init_val = None
-    if t["init"] and not resume and val_set and rank == 0:  # the warm start's own weights on this validation set
-        init_val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"]
-        log.info("warm start from %s: validation MAE %.3f meV before training", t["init"], init_val)
-    ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
-    if not resume and rank == 0:
-        best_path.unlink(missing_ok=True)  # a fresh run never reports an earlier run's model
-    if resume:
-        ck = prev if prev is not None else load_checkpoint(ckpt_path, device)
+    return elements_seen
+
+
+@dataclass
+class _Run:
+    """A training run's model, optimizer and bookkeeping: what a checkpoint holds and a resume restores."""
+
+    cfg: dict
+    model: torch.nn.Module
+    mcfg: ModelConfig
+    layout: object
+    family: str
+    target: dict
+    splits: dict
+    split_keys: dict
+    split_rule: dict | None
+    val_set: list
+    device: torch.device
+    out: Path
+    opt: torch.optim.Optimizer
+    ema: object
+    elements_seen: list
+    step: int = 0
+    epoch: int = 0
+    best: float = float("inf")
+    bad_evals: int = 0
+    init_val: float | None = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+    def state(self, final: bool = False, slim: bool = False) -> dict:
+        """Everything to resume; ``slim`` (best.pt, for predict/evaluate) leaves out the optimizer."""
+        import uniham
+
+        ema = self.ema
+        return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": self.cfg,
+                "model_config": self.mcfg.to_dict(), "layout": [list(x) for x in self.layout.counts],
+                "basis_family": self.family, "target": self.target, "elements_seen": self.elements_seen,
+                "state_dict": self.model.state_dict(), "ema_state_dict": ema.shadow if ema is not None else None,
+                "ema_n": ema.n if ema is not None else 0, "optimizer": None if slim else self.opt.state_dict(),
+                "step": self.step, "epoch": self.epoch, "best_val_mae_meV": self.best, "bad_evals": self.bad_evals,
+                "splits": self.splits, "split_keys": self.split_keys, "split_rule": self.split_rule,
+                "rng": _rng_state(), "final": final}
+
+    def restore(self, ck: dict) -> None:
+        """Weights, optimizer, EMA, counters and the torch RNG of a checkpoint (``uniham train --resume``)."""
+        model = self.model
         sd = dict(ck["state_dict"])
         sd.setdefault("site_ref", model.site_ref)
         model.load_state_dict(sd)
-        opt.load_state_dict(ck["optimizer"])
-        if ema is not None and ck.get("ema_state_dict"):
-            ema.shadow = {k: v.to(device) for k, v in ck["ema_state_dict"].items()}
-            ema.shadow.setdefault("site_ref", model.site_ref.detach().clone())
-            ema.n = ck.get("ema_n", 0)
-        step, best, bad_evals, epoch = ck["step"], ck["best_val_mae_meV"], ck["bad_evals"], ck["epoch"]
+        self.opt.load_state_dict(ck["optimizer"])
+        if self.ema is not None and ck.get("ema_state_dict"):
+            self.ema.shadow = {k: v.to(self.device) for k, v in ck["ema_state_dict"].items()}
+            self.ema.shadow.setdefault("site_ref", model.site_ref.detach().clone())
+            self.ema.n = ck.get("ema_n", 0)
+        self.step, self.best, self.bad_evals, self.epoch = ck["step"], ck["best_val_mae_meV"], ck["bad_evals"], ck["epoch"]
         torch.set_rng_state(ck["rng"]["torch"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        log.info("resumed from %s at step %d", self.ckpt_path, self.step)
 
-    def state(final: bool = False, slim: bool = False) -> dict:
-        """Everything to resume; ``slim`` (best.pt, for predict/evaluate) leaves out the optimizer."""
-        return {"format": "uniham-checkpoint-1", "version": uniham.__version__, "config": cfg,
-                "model_config": mcfg.to_dict(), "layout": [list(x) for x in layout.counts],
-                "basis_family": family, "target": target, "elements_seen": elements_seen, "state_dict": model.state_dict(),
-                "ema_state_dict": ema.shadow if ema is not None else None,
-                "ema_n": ema.n if ema is not None else 0,
-                "optimizer": None if slim else opt.state_dict(), "step": step, "epoch": epoch, "best_val_mae_meV": best,
-                "bad_evals": bad_evals, "splits": splits, "split_keys": split_keys, "split_rule": split_rule, "rng": _rng_state(), "final": final}
+    def evaluate(self, writer, logf, lr: float, run_loss, run_mae, run_n: int, wall: float) -> bool:
+        """Validation MAE with the EMA weights, a log row, best.pt when it improved; True when patience ran out."""
+        t = self.cfg["train"]
+        with self.ema.applied(self.model) if self.ema is not None else _nullcontext():
+            val = (evaluate_samples(self.model, self.val_set, self.layout, t["gauge"], self.device, torch.float32)["mae_meV"]
+                   if self.val_set else float("nan"))
+        writer.writerow([self.step, self.epoch, f"{lr:.3e}", f"{run_loss.item() / run_n:.6e}",
+                         f"{1000 * run_mae.item() / run_n:.4f}", f"{val:.4f}", f"{wall:.1f}"])
+        logf.flush()
+        if self.val_set and val < self.best:
+            self.best, self.bad_evals = val, 0
+            save_checkpoint(self.best_path, self.state(slim=True))
+        elif self.val_set:
+            self.bad_evals += 1
+        return bool(t["patience"] and self.bad_evals >= t["patience"])
 
+
+@contextmanager
+def _stop_on_signals():
+    """A flag {"flag": bool} that SIGTERM and SIGINT set (the loop then stops cleanly, checkpointed); the old
+    handlers come back however the block ends."""
     stop = {"flag": False}
 
     def on_signal(signum, frame):
         stop["flag"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    log_path = out / "log.csv"
-    new_log = not (resume and log_path.exists())
-    logf = open(log_path, "a" if not new_log else "w", newline="")
-    writer = csv.writer(logf)
-    if new_log:
-        writer.writerow(["step", "epoch", "lr", "train_loss", "train_mae_meV", "val_mae_meV", "wall_s"])
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _training_log(path: Path, append: bool):
+    """(file, csv writer) of the run's log.csv: appended to on a resume, else new with its header; closed
+    however the block ends."""
+    with open(path, "a" if append else "w", newline="") as logf:
+        writer = csv.writer(logf)
+        if not append:
+            writer.writerow(["step", "epoch", "lr", "train_loss", "train_mae_meV", "val_mae_meV", "wall_s"])
+        yield logf, writer
+
+
+def _steps(run: _Run, ddp_model, train_set, world: int, rank: int, progress: bool, stop: dict, logf, writer,
+           t0: float) -> dict:
+    """The optimization loop from run.step to [train] steps (or the time budget, a signal, early stopping):
+    batches in a per-epoch seeded order, evaluations and checkpoints on their schedules."""
     from tqdm import tqdm
 
-    bar = tqdm(total=t["steps"], initial=step, desc="training", unit="step", disable=not progress or rank > 0)
-    rng = np.random.default_rng([t["seed"], epoch])
-    order = rng.permutation(len(train_set))
-    pos = (step * t["batch_size"] * world) % max(1, len(train_set))
-    t0 = time.perf_counter()
+    t, model, opt, device = run.cfg["train"], run.model, run.opt, run.device
+    bar = tqdm(total=t["steps"], initial=run.step, desc="training", unit="step", disable=not progress or rank > 0)
+    order = np.random.default_rng([t["seed"], run.epoch]).permutation(len(train_set))
+    pos = (run.step * t["batch_size"] * world) % max(1, len(train_set))
     run_loss, run_mae, run_n = torch.zeros((), device=device), torch.zeros((), device=device), 0
     amp = t["amp"] and device.type == "cuda"
     result = {"stopped": "steps"}
     model.train()
-    while step < t["steps"]:
+    while run.step < t["steps"]:
         if pos >= len(train_set):
-            epoch += 1
-            order = np.random.default_rng([t["seed"], epoch]).permutation(len(train_set))
+            run.epoch += 1
+            order = np.random.default_rng([t["seed"], run.epoch]).permutation(len(train_set))
             pos = 0
         idx = [order[(pos + k) % len(train_set)] for k in range(rank * t["batch_size"], (rank + 1) * t["batch_size"])]
         pos += t["batch_size"] * world
-        batch = to_device(collate([train_set[k] for k in idx]), device, dtype)
+        batch = to_device(collate([train_set[k] for k in idx]), device, torch.float32)
         time_frac = (time.perf_counter() - t0) / (60 * t["max_minutes"]) if t["max_minutes"] else 0.0
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, t, time_frac)
+            g["lr"] = lr_at(run.step, t, time_frac)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = ddp_model(batch)
         loss, mae = loss_fn((pred[0].float(), pred[1].float()), batch, t["loss"], t["gauge"], t["overlap_weight"],
@@ -426,13 +529,12 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip"])
         opt.step()
-        if ema is not None:
-            ema.update(model)
-        step += 1
+        if run.ema is not None:
+            run.ema.update(model)
+        run.step += 1
+        step = run.step
         # sums stay on the device: a .item() per step would make the host wait for the GPU every step
-        run_loss = run_loss + loss.detach()
-        run_mae = run_mae + mae.detach()
-        run_n += 1
+        run_loss, run_mae, run_n = run_loss + loss.detach(), run_mae + mae.detach(), run_n + 1
         bar.update(1)
         # the time budget ends a stretch like its last step: evaluated (best.pt) and checkpointed
         last = step >= t["steps"] or bool(t["max_minutes"] and time.perf_counter() - t0 > 60 * t["max_minutes"])
@@ -441,22 +543,14 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
                 raise UnihamError(f"loss became {loss.item()} at or before step {step}: lower [train] lr")
             bar.set_postfix(mae_meV=f"{1000 * mae.item():.2f}")
         if rank == 0 and (step % t["eval_every"] == 0 or last or stop["flag"]):
-            with ema.applied(model) if ema is not None else _nullcontext():
-                val = evaluate_samples(model, val_set, layout, t["gauge"], device, dtype)["mae_meV"] if val_set else float("nan")
-            writer.writerow([step, epoch, f"{opt.param_groups[0]['lr']:.3e}", f"{run_loss.item() / run_n:.6e}",
-                             f"{1000 * run_mae.item() / run_n:.4f}", f"{val:.4f}", f"{time.perf_counter() - t0:.1f}"])
-            logf.flush()
+            patience_out = run.evaluate(writer, logf, opt.param_groups[0]["lr"], run_loss, run_mae, run_n,
+                                        time.perf_counter() - t0)
             run_loss, run_mae, run_n = torch.zeros((), device=device), torch.zeros((), device=device), 0
-            if val_set and val < best:
-                best, bad_evals = val, 0
-                save_checkpoint(best_path, state(slim=True))
-            elif val_set:
-                bad_evals += 1
-            if t["patience"] and bad_evals >= t["patience"]:
-                result["stopped"] = f"early stopping after {bad_evals} evaluations without improvement"
+            if patience_out:
+                result["stopped"] = f"early stopping after {run.bad_evals} evaluations without improvement"
                 break
         if rank == 0 and (step % t["checkpoint_every"] == 0 or last or stop["flag"]):
-            save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
+            save_checkpoint(run.ckpt_path, run.state(final=step >= t["steps"]))
         if stop["flag"]:
             result["stopped"] = "signal"
             break
@@ -464,18 +558,7 @@ def train(config_path, resume: bool = False, progress: bool = True, prepare_only
             result["stopped"] = f"time budget of {t['max_minutes']} min"
             break
     bar.close()
-    logf.close()
-    for s, h in old.items():
-        signal.signal(s, h)
-    if rank == 0:
-        save_checkpoint(ckpt_path, state(final=step >= t["steps"]))
-        if not val_set or not best_path.exists():  # no validation set: the final weights are the model
-            save_checkpoint(best_path, state(slim=True))
-        plot_learning_curve(log_path, out / "learning_curve.png")
-    if world > 1:
-        torch.distributed.destroy_process_group()
-    return result | {"step": step, "best_val_mae_meV": best if math.isfinite(best) else None, "out": str(out), "n_train": len(train_set),
-                     "n_validation": len(val_set), "wall_s": time.perf_counter() - t0, "init_val_mae_meV": init_val}
+    return result
 
 
 def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, rank: int, device) -> tuple:
