@@ -153,31 +153,7 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
     ``SCF_GUESS ATOMIC``), whose Kohn-Sham matrix, built before the first diagonalization, is what
     ``KS_CSR_WRITE`` prints; from CP2K 2024.1 on an unconverged SCF aborts before the prints unless
     ``IGNORE_CONVERGENCE_FAILURE`` is set (2023.1 only warns and has no such keyword)."""
-    cell = box.cell.array
-    kinds = "\n".join(
-        f"    &KIND {sym}\n      BASIS_SET {b.name}\n      POTENTIAL {potential_name(b, s.xc)}\n    &END KIND"
-        for sym, b in bases.items())
-    coords = "\n".join(f"      {a.symbol} {a.position[0]:.12f} {a.position[1]:.12f} {a.position[2]:.12f}"
-                       for a in box)
-    band = ""
-    if len(check_k):
-        # one set per point: with NPOINTS 0 CP2K prints only the first point of a set
-        sets = "".join(f"""        &KPOINT_SET
-          UNITS B_VECTOR
-          NPOINTS 0
-          SPECIAL_POINT {k[0]:.10f} {k[1]:.10f} {k[2]:.10f}
-        &END KPOINT_SET
-""" for k in check_k)
-        band = f"""      &BAND_STRUCTURE
-        ADDED_MOS {n_added}
-        FILE_NAME check.bs
-{sets}      &END BAND_STRUCTURE
-"""
     basis_file = s.basis_file if os.path.isabs(s.basis_file) else str(data_dir() / s.basis_file)
-    zeroth = ""
-    if s.zeroth_step:
-        zeroth = "      SCF_GUESS ATOMIC\n" + ("      IGNORE_CONVERGENCE_FAILURE T\n" if cp2k_year >= 2024 else "")
-    kt_kelvin = s.smearing / 8.617333262e-5
     return f"""&GLOBAL
   PROJECT uniham
   RUN_TYPE ENERGY
@@ -200,7 +176,32 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
       SYMMETRY {"T" if s.symmetry else "F"}
       FULL_GRID F
     &END KPOINTS
-    &SCF
+{_scf_section(s, n_added, cp2k_year)}    &XC
+      &XC_FUNCTIONAL {s.xc.upper()}
+      &END XC_FUNCTIONAL
+    &END XC
+    &PRINT
+      &KS_CSR_WRITE
+        REAL_SPACE T
+        BINARY T
+      &END KS_CSR_WRITE
+      &S_CSR_WRITE
+        REAL_SPACE T
+        BINARY T
+      &END S_CSR_WRITE
+{_band_section(check_k, n_added)}    &END PRINT
+  &END DFT
+{_subsys_section(box, bases, s.xc)}&END FORCE_EVAL
+"""
+
+
+def _scf_section(s: Cp2kSettings, n_added: int, cp2k_year: int) -> str:
+    """&SCF: Fermi-Dirac smearing at ``s.smearing`` eV, Broyden mixing; one step from the atomic guess for H0."""
+    zeroth = ""
+    if s.zeroth_step:
+        zeroth = "      SCF_GUESS ATOMIC\n" + ("      IGNORE_CONVERGENCE_FAILURE T\n" if cp2k_year >= 2024 else "")
+    kt_kelvin = s.smearing / 8.617333262e-5
+    return f"""    &SCF
       EPS_SCF {s.eps_scf:.3E}
       MAX_SCF {1 if s.zeroth_step else s.max_scf}
 {zeroth}      ADDED_MOS {n_added}
@@ -214,22 +215,36 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
         NBROYDEN 8
       &END MIXING
     &END SCF
-    &XC
-      &XC_FUNCTIONAL {s.xc.upper()}
-      &END XC_FUNCTIONAL
-    &END XC
-    &PRINT
-      &KS_CSR_WRITE
-        REAL_SPACE T
-        BINARY T
-      &END KS_CSR_WRITE
-      &S_CSR_WRITE
-        REAL_SPACE T
-        BINARY T
-      &END S_CSR_WRITE
-{band}    &END PRINT
-  &END DFT
-  &SUBSYS
+"""
+
+
+def _band_section(check_k: np.ndarray, n_added: int) -> str:
+    """&BAND_STRUCTURE at the check k-points (fractional, B_VECTOR units), or nothing without any."""
+    if not len(check_k):
+        return ""
+    # one set per point: with NPOINTS 0 CP2K prints only the first point of a set
+    sets = "".join(f"""        &KPOINT_SET
+          UNITS B_VECTOR
+          NPOINTS 0
+          SPECIAL_POINT {k[0]:.10f} {k[1]:.10f} {k[2]:.10f}
+        &END KPOINT_SET
+""" for k in check_k)
+    return f"""      &BAND_STRUCTURE
+        ADDED_MOS {n_added}
+        FILE_NAME check.bs
+{sets}      &END BAND_STRUCTURE
+"""
+
+
+def _subsys_section(box: Atoms, bases: dict[str, Cp2kBasis], xc: str) -> str:
+    """&SUBSYS: the cell (Angstrom, periodic in x, y, z), the coordinates and one &KIND per element."""
+    cell = box.cell.array
+    kinds = "\n".join(
+        f"    &KIND {sym}\n      BASIS_SET {b.name}\n      POTENTIAL {potential_name(b, xc)}\n    &END KIND"
+        for sym, b in bases.items())
+    coords = "\n".join(f"      {a.symbol} {a.position[0]:.12f} {a.position[1]:.12f} {a.position[2]:.12f}"
+                       for a in box)
+    return f"""  &SUBSYS
     &CELL
       A {cell[0, 0]:.12f} {cell[0, 1]:.12f} {cell[0, 2]:.12f}
       B {cell[1, 0]:.12f} {cell[1, 1]:.12f} {cell[1, 2]:.12f}
@@ -241,7 +256,6 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
     &END COORD
 {kinds}
   &END SUBSYS
-&END FORCE_EVAL
 """
 
 
