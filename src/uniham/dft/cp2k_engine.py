@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -462,25 +463,12 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     offsets = np.concatenate([[0], np.cumsum([b.dim for b in obases])])
     ao_atom = np.repeat(np.arange(len(box)), np.diff(offsets))
     n_electrons = float(sum(bases[x].valence for x in symbols))
-    n_occ = int(np.ceil(n_electrons / 2))
-    n_added = int(min(offsets[-1] - n_occ, max(8, np.ceil(0.3 * n_occ))))
-    if n_added < 1:
-        raise UnihamError(f"basis {s.basis} has no empty orbital for {box.get_chemical_formula()} "
-                          f"({offsets[-1]} orbitals, {n_electrons:g} electrons): smearing needs some; use a larger basis")
+    n_added = _added_mos(int(offsets[-1]), n_electrons, s.basis, box.get_chemical_formula())
     rng = np.random.default_rng(s.seed)
     check_k = rng.uniform(-0.5, 0.5, size=(0 if s.zeroth_step else s.n_check_kpoints, 3)) * box.pbc
     log.info("CP2K %s: %d atoms, %d orbitals, cutoff %.0f Ry, k-mesh %s", exe, len(box), offsets[-1], ecut, kmesh)
 
-    tmp = None
-    if s.workdir:
-        workdir = Path(s.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for old in [*workdir.glob("uniham*"), workdir / "check.bs", workdir / "stderr.txt"]:
-            old.unlink(missing_ok=True)  # CP2K appends to existing output files
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="uniham-cp2k-")
-        workdir = Path(tmp.name)
-    try:
+    with _workdir(s.workdir) as workdir:
         (workdir / "uniham.inp").write_text(_input(box, bases, s, kmesh, ecut, n_added, check_k, _year(version or "")))
         text = _run(exe, workdir, s, progress)
         t_run = time.perf_counter() - t0
@@ -489,19 +477,8 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
         H = to_uniham_images(read_csr_images(workdir, "KS", _image_table(text, "KS"), ao_atom, offsets), image_shift)
         S = to_uniham_images(read_csr_images(workdir, "S", _image_table(text, " S"), ao_atom, offsets), image_shift)
         band_k, band_e = parse_band_printout(workdir / "check.bs") if len(check_k) else (np.zeros((0, 3)), None)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
     n_written = len(H)
-    # CP2K writes every pair of its neighbour list, some exactly zero: keep blocks with an entry
-    H = {k: b * HARTREE_EV for k, b in H.items() if b.any() or (k in S and S[k].any())}
-    if s.cutoff is not None:
-        cell, pos = box.cell.array, box.positions
-        keep = lambda k: np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) <= s.cutoff + 1e-8
-        H = {k: b for k, b in H.items() if keep(k)}
-    zero = lambda k: np.zeros((obases[k[3]].dim, obases[k[4]].dim))
-    S = {k: S.get(k, zero(k)) for k in H}
+    H, S = _kept_blocks(H, S, box, obases, s.cutoff)
     basis = {x: bases[x].orbital_basis() for x in dict.fromkeys(symbols)}
     # H0 has no Fermi level of its own (its one diagonalization is at the k of a 1x1x1 mesh): NaN, readers count
     fermi = scf["fermi_eV"] if scf["fermi_eV"] is not None and not s.zeroth_step else float("nan")
@@ -524,6 +501,42 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     }
     ham.validate()
     return ham
+
+
+def _added_mos(n_orb: int, n_electrons: float, basis: str, formula: str) -> int:
+    """Empty orbitals CP2K computes beyond the occupied ones (smearing and the band check need some)."""
+    n_occ = int(np.ceil(n_electrons / 2))
+    n_added = int(min(n_orb - n_occ, max(8, np.ceil(0.3 * n_occ))))
+    if n_added < 1:
+        raise UnihamError(f"basis {basis} has no empty orbital for {formula} "
+                          f"({n_orb} orbitals, {n_electrons:g} electrons): smearing needs some; use a larger basis")
+    return n_added
+
+
+@contextmanager
+def _workdir(path: str | None):
+    """CP2K's working folder: ``path`` (kept, emptied of an earlier run's outputs, which CP2K would append to)
+    or a temporary one, removed however the run ends."""
+    if path:
+        workdir = Path(path)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for old in [*workdir.glob("uniham*"), workdir / "check.bs", workdir / "stderr.txt"]:
+            old.unlink(missing_ok=True)
+        yield workdir
+        return
+    with tempfile.TemporaryDirectory(prefix="uniham-cp2k-") as tmp:
+        yield Path(tmp)
+
+
+def _kept_blocks(H: dict, S: dict, box: Atoms, obases: list, cutoff: float | None) -> tuple[dict, dict]:
+    """H in eV and S on the same keys: CP2K writes every pair of its neighbour list, some exactly zero, so blocks
+    with an entry (in H or S) are kept, within ``cutoff`` Angstrom when given."""
+    H = {k: b * HARTREE_EV for k, b in H.items() if b.any() or (k in S and S[k].any())}
+    if cutoff is not None:
+        cell, pos = box.cell.array, box.positions
+        H = {k: b for k, b in H.items()
+             if np.linalg.norm(pos[k[4]] + np.asarray(k[:3]) @ cell - pos[k[3]]) <= cutoff + 1e-8}
+    return H, {k: S[k] if k in S else np.zeros((obases[k[3]].dim, obases[k[4]].dim)) for k in H}
 
 
 def _check_bands(ham: Hamiltonian, kpts: np.ndarray, ref: np.ndarray | None, fermi: float) -> dict:
