@@ -94,7 +94,7 @@ def check_checkpoint(ck, path="checkpoint", checksum: bool = True) -> None:
         if key not in ck:
             raise UnihamError(f"{path}: not a uniham checkpoint (no {key!r})")
     try:
-        _config(ck).validate()
+        checkpoint_config(ck).validate()
     except (TypeError, ValueError) as exc:
         raise UnihamError(f"{path}: bad model_config: {exc}") from None
     for part in ("state_dict", "ema_state_dict"):
@@ -108,11 +108,13 @@ def check_checkpoint(ck, path="checkpoint", checksum: bool = True) -> None:
         raise UnihamError(f"{path}: weights do not match the checksum recorded in the file (altered or damaged)")
 
 
-def _config(ck: dict) -> ModelConfig:
+def checkpoint_config(ck: dict) -> ModelConfig:
+    """The ModelConfig of a checkpoint, with the defaults of the uniham version that wrote it for keys it lacks."""
     mc = dict(ck["model_config"]) if isinstance(ck["model_config"], dict) else None
     if mc is None:
         raise TypeError("not a dict")
     mc.setdefault("head_mmax", mc.get("mmax", 4))  # checkpoints from before head_mmax: heads had the layers' mmax
+    mc.setdefault("norm", "degree")  # checkpoints from before the separable norm (uniham <= 0.1.3)
     unknown = set(mc) - set(ModelConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown keys {sorted(unknown)}")
@@ -137,7 +139,7 @@ def model_from_checkpoint(ckpt: dict, ema: bool = True, path="checkpoint"):
     verified by :func:`load_checkpoint`, which reads every file: it is not hashed again here.)"""
     check_checkpoint(ckpt, path, checksum=False)
     try:
-        model = build_model(_config(ckpt), ckpt.get("basis_family"))
+        model = build_model(checkpoint_config(ckpt), ckpt.get("basis_family"))
     except (TypeError, ValueError, UnihamError) as exc:
         raise UnihamError(f"{path}: cannot build its network: {exc}") from None
     own = model.state_dict()

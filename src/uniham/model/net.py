@@ -69,6 +69,9 @@ class ModelConfig:
     # H0 as input (delta_h0 models): bond-frame invariants of its off-site blocks enter the radial MLPs, its
     # on-site irreps the initial node features (uniham.model.prior); graphs must carry p_site, p_edge_inv
     prior: bool = False
+    # node-feature normalization (uniham.model.so2.EquivariantNorm): "separable" is smooth where equivariant parts
+    # vanish by symmetry; "degree" is that of the checkpoints of uniham <= 0.1.3 (which load with it)
+    norm: str = "separable"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,6 +83,8 @@ class ModelConfig:
         from uniham.dft.cp2k_basis import OVERLAP_EPS
 
         self._check_types()
+        if self.norm not in ("degree", "separable"):
+            raise ValueError(f"norm {self.norm!r} is not 'degree' or 'separable'")
         if self.kind not in ("so2", "e3"):
             raise ValueError(f"model kind {self.kind!r} is not 'so2' or 'e3'")
         if self.range_eps < 0 or self.range_eps >= 1 or 0 < self.range_eps < OVERLAP_EPS:
@@ -173,7 +178,7 @@ class MessageLayer(nn.Module):
             self.tp = _E3Message(cfg)
         self.attn = nn.Linear(c, cfg.heads)
         self.update = DegreeLinear(l, c, c)
-        self.norm = EquivariantNorm(l, c)
+        self.norm = EquivariantNorm(l, c, kind=cfg.norm)
         self.ffn_in = DegreeLinear(l, c, c)
         self.gate = Gate(l, c)
         self.ffn_out = DegreeLinear(l, c, c)

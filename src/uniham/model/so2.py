@@ -190,20 +190,45 @@ class DegreeLinear(nn.Module):
 
 
 class EquivariantNorm(nn.Module):
-    """RMS norm per (l, s) over components and channels, with a learnable per-channel scale."""
+    """RMS normalization of node features (N, K, 2, C), equivariant, with a learnable scale per (l, s, channel).
 
-    def __init__(self, lmax: int, channels: int, eps: float = 1e-6) -> None:
+    ``kind = "separable"`` (the default of new models): the natural scalars (l = 0, s = 0) by their own RMS, every
+    other (l, s) by one joint RMS over all of them, floored at ``SEPARABLE_FLOOR`` times the scalars' mean square.
+    The map is then smooth where equivariant parts vanish: at a symmetric site (diamond Si: l = 1, 2 are zero by
+    symmetry) those stay near zero instead of being blown up to unit size.
+
+    ``kind = "degree"`` (uniham <= 0.1.3 checkpoints): an RMS per (l, s) with an absolute eps of 1e-6. It divides
+    a slice that vanishes by symmetry by ~1e-3, so float32 rounding (or CP2K's 1e-6 grid noise in H0) of a
+    symmetric structure grew ~1e3x per layer: uniham-v1's Si bands broke the cubic symmetry by 30 meV
+    (bench/results/norm_symmetry).
+    """
+
+    SEPARABLE_FLOOR = 1e-3
+
+    def __init__(self, lmax: int, channels: int, eps: float = 1e-6, kind: str = "degree") -> None:
         super().__init__()
-        self.lmax, self.eps = lmax, eps
+        if kind not in ("degree", "separable"):
+            raise ValueError(f"norm {kind!r} is not 'degree' or 'separable'")
+        self.lmax, self.eps, self.kind = lmax, eps, kind
         self.scale = nn.Parameter(torch.ones(lmax + 1, 2, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = []
-        for l in range(self.lmax + 1):
-            sl = x[:, l * l:(l + 1) * (l + 1)]
-            rms = sl.pow(2).mean(dim=(1, 3), keepdim=True).add(self.eps).sqrt()
-            out.append(sl / rms * self.scale[l][None, None])
-        return torch.cat(out, dim=1)
+        if self.kind == "degree":
+            out = []
+            for l in range(self.lmax + 1):
+                sl = x[:, l * l:(l + 1) * (l + 1)]
+                rms = sl.pow(2).mean(dim=(1, 3), keepdim=True).add(self.eps).sqrt()
+                out.append(sl / rms * self.scale[l][None, None])
+            return torch.cat(out, dim=1)
+        n, k, _, c = x.shape
+        sq = x.pow(2)
+        ms0 = sq[:, 0, 0].mean(-1)                                             # (N,) natural scalars
+        ms1 = (sq[:, 1:].sum((1, 2, 3)) + sq[:, 0, 1].sum(-1)) / ((2 * k - 1) * c)  # (N,) all the rest
+        inv0 = torch.rsqrt(ms0 + self.eps)
+        inv1 = torch.rsqrt(ms1 + self.SEPARABLE_FLOOR * ms0 + self.eps)
+        factor = inv1[:, None, None].expand(n, k, 2).clone()
+        factor[:, 0, 0] = inv0
+        return x * factor[..., None] * self.scale[degree_of_component(self.lmax, x.device)][None]
 
 
 class Gate(nn.Module):

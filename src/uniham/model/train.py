@@ -290,7 +290,7 @@ def evaluate_samples(model, samples: list[dict], layout, gauge: str, device, dty
 
 # ----------------------------------------------------------------------------- checkpoints
 # (uniham.model.checkpoint; imported here for the callers that know them from the trainer)
-from uniham.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402,F401
+from uniham.model.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402,F401
 
 
 def _rng_state() -> dict:
@@ -678,7 +678,7 @@ def warm_start(model, path, mcfg: ModelConfig, device) -> list[int]:
     """Load the weights of ``path`` (a checkpoint or a weights file: its EMA weights if it has them) into
     ``model``; the architecture must be the same. Returns the atomic numbers those weights were trained on."""
     ck = load_checkpoint(path, device)
-    theirs = ModelConfig.from_dict({**ck.get("model_config", {})}).to_dict() if "model_config" in ck else None
+    theirs = checkpoint_config(ck).to_dict() if "model_config" in ck else None  # (older files: their defaults)
     if theirs != mcfg.to_dict():
         diff = sorted(k for k in mcfg.to_dict() if theirs is None or theirs.get(k) != mcfg.to_dict()[k])
         raise UnihamError(f"[train] init = {path}: another architecture (differs in {', '.join(diff) or 'everything'})")
