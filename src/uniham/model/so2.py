@@ -199,8 +199,8 @@ class EquivariantNorm(nn.Module):
 
     ``kind = "degree"`` (uniham <= 0.1.3 checkpoints): an RMS per (l, s) with an absolute eps of 1e-6. It divides
     a slice that vanishes by symmetry by ~1e-3, so float32 rounding (or CP2K's 1e-6 grid noise in H0) of a
-    symmetric structure grew ~1e3x per layer: uniham-v1's Si bands broke the cubic symmetry by 30 meV
-    (bench/results/norm_symmetry).
+    symmetric structure grew ~1e3x per layer: uniham-v1's diamond-Si bands break the cubic symmetry by 12-30 meV
+    (by the cell's orientation; float64 alone does not cure it: bench/results/norm_symmetry).
     """
 
     SEPARABLE_FLOOR = 1e-3
