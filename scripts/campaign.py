@@ -98,6 +98,18 @@ def run(camp: Path, hours: float, threads: int, device: str, note: str, packed: 
     started, t0, commit = time.strftime("%Y-%m-%dT%H:%M:%S"), time.time(), _commit()
     res = train(run_cfg, progress=True)
     wall_h = (time.time() - t0) / 3600
+    return record(camp, local, res, {"started": started, "wall_h": wall_h, "device": device, "threads": threads,
+                                     "from_commit": commit, "warm_start": "init" in train_cfg, "note": note})
+
+
+def record(camp: Path, local: Path, res: dict, facts: dict) -> dict:
+    """Append a finished run (its folder ``local``: log.csv, best.pt; ``res``: what `uniham train` returned) to the
+    campaign as its next stretch: learning curve, compute tally, and its best weights when they beat the
+    committed ones. ``facts``: started, wall_h, device, threads, from_commit, warm_start, note."""
+    state = _state(camp)
+    n = len(state["stretches"]) + 1
+    weights = camp / "weights.pt"
+    wall_h, device, threads = facts["wall_h"], facts["device"], facts["threads"]
     gpu = device.startswith("cuda")
     rows = list(csv.DictReader(open(local / "log.csv")))
     base_step, cpu0, gpu0 = state["totals"]["steps"], state["totals"]["cpu_core_hours"], state["totals"]["gpu_minutes"]
@@ -125,12 +137,12 @@ def run(camp: Path, hours: float, threads: int, device: str, note: str, packed: 
     if improved or not weights.exists():
         sha = export_weights(local / "best.pt", weights)
         state["best_val_mae_meV"] = best
-    entry = {"stretch": n, "started": started, "ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_h": round(wall_h, 4),
-             "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "device": device, "threads": threads,
-             "steps": res["step"], "stopped": res.get("stopped"), "best_val_mae_meV": best, "kept": sha is not None,
-             "weights_sha256": sha, "from_commit": commit, "warm_start": "init" in train_cfg, "n_train": res["n_train"],
-             "n_validation": res.get("n_validation"), "val_mae_meV_before": res.get("init_val_mae_meV"),
-             "note": note}
+    entry = {"stretch": n, "started": facts["started"], "ended": facts.get("ended", time.strftime("%Y-%m-%dT%H:%M:%S")),
+             "wall_h": round(wall_h, 4), "machine": {"node": platform.node(), "cpus": os.cpu_count()}, "device": device,
+             "threads": threads, "steps": res["step"], "stopped": res.get("stopped"), "best_val_mae_meV": best,
+             "kept": sha is not None, "weights_sha256": sha, "from_commit": facts["from_commit"],
+             "warm_start": facts["warm_start"], "n_train": res["n_train"], "n_validation": res.get("n_validation"),
+             "val_mae_meV_before": res.get("init_val_mae_meV"), "note": facts["note"]}
     state["stretches"].append(entry)
     state["totals"]["steps"] += res["step"]
     state["totals"]["cpu_core_hours"] = round(cpu0 + (0 if gpu else wall_h * threads), 4)
@@ -138,6 +150,32 @@ def run(camp: Path, hours: float, threads: int, device: str, note: str, packed: 
     _atomic_write(camp / "state.json", json.dumps(state, indent=1).encode())
     plot(camp)
     return entry
+
+
+def adopt(camp: Path, local: Path, threads: int, commit: str, note: str) -> dict:
+    """A CPU run made outside the campaign (e.g. an A/B run of the same config, from scratch) as its next stretch:
+    wall time and steps from its log.csv, its best validation MAE, its best.pt as the weights if better."""
+    rows = list(csv.DictReader(open(local / "log.csv")))
+    if not rows or not (local / "best.pt").exists():
+        raise SystemExit(f"campaign: {local} holds no finished run (log.csv rows and best.pt)")
+    from uniham.model.checkpoint import checkpoint_config, load_checkpoint
+    from uniham.model.net import ModelConfig
+
+    ck = load_checkpoint(local / "best.pt")
+    section = tomllib.loads((camp / "config.toml").read_text()).get("model", {})
+    have = checkpoint_config(ck)
+    want = ModelConfig.from_dict(section | ({} if "layout" in section else {"layout": have.layout}))  # (from the data)
+    if have.to_dict() != want.to_dict():
+        raise SystemExit(f"campaign: {local}/best.pt is another architecture than {camp}/config.toml's [model]")
+    vals = [float(r["val_mae_meV"]) for r in rows if r["val_mae_meV"] not in ("", "nan")]
+    ck_time = (local / "best.pt").stat().st_mtime
+    wall_h = float(rows[-1]["wall_s"]) / 3600
+    res = {"step": int(rows[-1]["step"]), "stopped": "steps (adopted run)", "best_val_mae_meV": min(vals) if vals else None,
+           "n_train": len(ck["splits"]["train"]), "n_validation": len(ck["splits"]["validation"]), "init_val_mae_meV": None}
+    return record(camp, local, res, {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ck_time - 3600 * wall_h)),
+                                     "ended": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ck_time)),
+                                     "wall_h": wall_h, "device": "cpu", "threads": threads, "from_commit": commit,
+                                     "warm_start": False, "note": note})
 
 
 def plot(camp: Path) -> None:
@@ -184,6 +222,12 @@ def main() -> int:
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--device", default="cpu")
     r.add_argument("--note", default="")
+    a = sub.add_parser("adopt", help="record a finished `uniham train` run of the campaign's config as its next stretch")
+    a.add_argument("campaign")
+    a.add_argument("run", help="the run's out folder (log.csv, best.pt)")
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--from-commit", default="", help="the commit the run was made with")
+    a.add_argument("--note", default="")
     s = sub.add_parser("status")
     s.add_argument("campaign")
     args = ap.parse_args()
@@ -193,6 +237,9 @@ def main() -> int:
         return 2
     if args.cmd == "status":
         print(json.dumps(_state(camp), indent=1))
+        return 0
+    if args.cmd == "adopt":
+        print(json.dumps(adopt(camp, Path(args.run), args.threads, args.from_commit, args.note)))
         return 0
     if not args.hours > 0:
         print("campaign: --hours must be positive", file=sys.stderr)

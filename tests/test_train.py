@@ -286,6 +286,19 @@ def test_campaign_stretches_continue_from_the_committed_weights(si_dock, tmp_pat
     assert ck["optimizer"] is None if "optimizer" in ck else True
     assert main(["predict", str(si_dock / "POSCAR"), "--model", str(camp / "weights.pt"), "-o", str(tmp_path / "p")]) == 0
     assert (camp / "learning_curve.png").stat().st_size > 1000
+    # a run of the same config made outside the campaign is adopted as its next stretch; another architecture is not
+    other = _config(tmp_path, si_dock, "outside", 20)
+    assert main(["train", str(other)]) == 0
+    p = subprocess.run([sys.executable, str(script), "adopt", str(camp), str(tmp_path / "outside"), "--note", "t"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s3 = json.loads((camp / "state.json").read_text())["stretches"][2]
+    assert s3["steps"] == 20 and not s3["warm_start"] and s3["note"] == "t" and s3["n_train"] == 1
+    wide = _config(tmp_path, si_dock, "wide", 5, model={"channels": 16})
+    assert main(["train", str(wide)]) == 0
+    p = subprocess.run([sys.executable, str(script), "adopt", str(camp), str(tmp_path / "wide")],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "another architecture" in p.stderr
 
 
 def test_hostile_and_damaged_checkpoints_are_one_line(si_dock, tmp_path, capsys):
