@@ -263,36 +263,20 @@ def susceptibility(ham, kmesh, omega: np.ndarray, broadening: float = 0.1, fermi
     """
     from tqdm import tqdm
 
-    from uniham.properties.bands import resolve_fermi
-    from uniham.properties.electrons import band_gap
-
     omega = np.asarray(omega, float)
     if np.any(omega < 0):
         raise UnihamError("photon energies must be >= 0 eV")
     if broadening <= 0:
         raise UnihamError("broadening must be > 0 eV")
-    comps = [(AXES.index(c[0]), AXES.index(c[1])) for c in components]
     kmesh = tuple(int(x) for x in kmesh)
-    grids = [np.arange(n) / n for n in kmesh]
-    kpts = np.array(np.meshgrid(*grids, indexing="ij")).reshape(3, -1).T
-    kpts = kpts * ham.atoms.pbc
-    kpts = np.unique(np.round(kpts, 12), axis=0)
+    kpts, vol = _optics_mesh(ham, kmesh)
     nk = len(kpts)
-    vol = abs(ham.atoms.cell.volume)
-    if vol < 1e-6:
-        raise UnihamError("optics needs a periodic cell with a volume")
-    bloch = AtomicGaugeBloch(ham)
     gap = None
-    if fermi is None:  # a pre-pass over the mesh only when E_F must be found
-        eigs = ham.eigenvalues(kpts, progress=progress)
-        fermi = resolve_fermi(ham, eigs=eigs)[0]
-        gap = band_gap(eigs, fermi)
-        if gap["gap_eV"] > 0:  # an insulator: E_F mid-gap, occupations exactly 0 or 1
-            fermi = 0.5 * (gap["vbm_eV"] + gap["cbm_eV"])
+    if fermi is None:
+        fermi, gap = _optics_fermi(ham, kpts, progress)
+    bloch = AtomicGaugeBloch(ham)
     lines = TransitionLines(omega, broadening, components, exact=exact_lines)
-    fsum_rhs = np.zeros(3)
-    fsum_lhs = np.zeros(3)
-    gapped = True
+    acc = {"fsum_lhs": np.zeros(3), "fsum_rhs": np.zeros(3), "gapped": True}
     batch = max(1, int(2e8 // (16 * 20 * ham.norb ** 2)))  # ~20 (n, n) complex arrays per k in flight
     bar = tqdm(total=nk, desc="optics", unit="k", disable=not progress, leave=False)
     for b0 in range(0, nk, batch):
@@ -300,51 +284,85 @@ def susceptibility(ham, kmesh, omega: np.ndarray, broadening: float = 0.1, fermi
         es, us, vs = velocities_many(bloch, kb)
         curv = curvature_many(bloch, kb, us) if sum_rule else None
         for i in range(len(kb)):
-            e, v = es[i], vs[i]
-            f = expit(-(e - fermi) / kT)
-            if np.any((f > 1e-9) & (f < 1 - 1e-9)):
-                gapped = False
-            de = e[None, :] - e[:, None]  # e_m - e_n
-            df = f[:, None] - f[None, :]  # f_n - f_m
-            n_idx, m_idx = np.nonzero((df > 1e-10) & (np.abs(de) > 1e-8))
-            dem = de[n_idx, m_idx]
-            w = df[n_idx, m_idx]
-            r = 1j * v[:, n_idx, m_idx] / dem  # r_nm (3, npairs), Angstrom
-            # pair (n, m) with f_n > f_m and its reverse (m, n): r^a_mn r^b_nm = conj(r^a_nm) conj(r^b_mn)
-            lines.add(dem, {c: w * r[a] * np.conj(r[b]) for c, (a, b) in zip(components, comps)})
-            if sum_rule:
-                fsum_lhs += np.sum(w * np.abs(r) ** 2 * dem, axis=1)  # the exact int_0^inf of the broadened lines
-                fsum_rhs += curv[i] @ f
+            _add_transitions(lines, acc, es[i], vs[i], None if curv is None else curv[i], fermi, kT, components)
         bar.update(len(kb))
     bar.close()
-    chi = lines.chi()
     pref = 2 * E2_OVER_EPS0 / (vol * nk)
-    chi = {c: pref * x for c, x in chi.items()}
+    chi = {c: pref * x for c, x in lines.chi().items()}
     out = {"omega_eV": omega, "chi": chi, "eps": {c: (1.0 if c[0] == c[1] else 0.0) + x for c, x in chi.items()},
            "fermi_eV": float(fermi), "kmesh": list(kmesh), "n_k": nk, "broadening_eV": broadening,
-           "volume_A3": vol, "insulating": gapped, "gap_eV": gap["gap_eV"] if gap else None}
+           "volume_A3": vol, "insulating": acc["gapped"], "gap_eV": gap["gap_eV"] if gap else None}
     if sum_rule:
-        # hbar^2 / m_e = 7.619964 eV Angstrom^2: n_eff = (2 m eps0 V / (pi e^2 hbar^2)) int E Im chi dE
-        rhs = np.pi * E2_OVER_EPS0 / (vol * nk) * fsum_rhs
-        lhs_all = pref * np.pi * fsum_lhs
-        rules = {}
-        for c in components:
-            if c[0] != c[1]:
-                continue
-            a = AXES.index(c[0])
-            window = float(np.trapezoid(omega * chi[c].imag, omega))
-            rules[c] = {"all_transitions_eV": float(lhs_all[a]), "expected_eV": float(rhs[a]),
-                        "relative_error": float(abs(lhs_all[a] - rhs[a]) / abs(rhs[a])) if rhs[a] else None,
-                        "in_window_eV": window, "fraction_in_window": float(window / lhs_all[a]) if lhs_all[a] else None,
-                        "n_eff": float(2 * vol * lhs_all[a] / (np.pi * E2_OVER_EPS0 * 7.619964)),
-                        "valid": gapped}
-        out["f_sum_rule"] = rules
+        out["f_sum_rule"] = _f_sum_rules(omega, chi, acc, vol, nk, components)
     out["kramers_kronig"] = {}
     for c in components:
         if c[0] == c[1]:
             full = lines.absorption_beyond(c)
             out["kramers_kronig"][c] = kk_residual(omega, chi[c], None if full is None else (full[0], pref * full[1]))
     return out
+
+
+def _optics_mesh(ham, kmesh: tuple) -> tuple[np.ndarray, float]:
+    """(the distinct fractional k of a Gamma-centred mesh, only along periodic directions; the cell volume A^3)."""
+    grids = [np.arange(n) / n for n in kmesh]
+    kpts = np.array(np.meshgrid(*grids, indexing="ij")).reshape(3, -1).T * ham.atoms.pbc
+    vol = abs(ham.atoms.cell.volume)
+    if vol < 1e-6:
+        raise UnihamError("optics needs a periodic cell with a volume")
+    return np.unique(np.round(kpts, 12), axis=0), vol
+
+
+def _optics_fermi(ham, kpts: np.ndarray, progress: bool) -> tuple[float, dict]:
+    """(E_F, the gap) from a pre-pass over the mesh; an insulator's E_F mid-gap (occupations exactly 0 or 1)."""
+    from uniham.properties.bands import resolve_fermi
+    from uniham.properties.electrons import band_gap
+
+    eigs = ham.eigenvalues(kpts, progress=progress)
+    fermi = resolve_fermi(ham, eigs=eigs)[0]
+    gap = band_gap(eigs, fermi)
+    if gap["gap_eV"] > 0:
+        fermi = 0.5 * (gap["vbm_eV"] + gap["cbm_eV"])
+    return fermi, gap
+
+
+def _add_transitions(lines, acc: dict, e: np.ndarray, v: np.ndarray, curv, fermi: float, kT: float, components) -> None:
+    """One k's interband transitions (eigenvalues e (n,), velocities v (3, n, n)) into ``lines``, and its f-sum
+    terms (``curv``: <n|d^2 H~/dK_a^2|n> (3, n), or None) and occupations into ``acc``."""
+    comps = [(AXES.index(c[0]), AXES.index(c[1])) for c in components]
+    f = expit(-(e - fermi) / kT)
+    if np.any((f > 1e-9) & (f < 1 - 1e-9)):
+        acc["gapped"] = False
+    de = e[None, :] - e[:, None]  # e_m - e_n
+    df = f[:, None] - f[None, :]  # f_n - f_m
+    n_idx, m_idx = np.nonzero((df > 1e-10) & (np.abs(de) > 1e-8))
+    dem = de[n_idx, m_idx]
+    w = df[n_idx, m_idx]
+    r = 1j * v[:, n_idx, m_idx] / dem  # r_nm (3, npairs), Angstrom
+    # pair (n, m) with f_n > f_m and its reverse (m, n): r^a_mn r^b_nm = conj(r^a_nm) conj(r^b_mn)
+    lines.add(dem, {c: w * r[a] * np.conj(r[b]) for c, (a, b) in zip(components, comps)})
+    if curv is not None:
+        acc["fsum_lhs"] += np.sum(w * np.abs(r) ** 2 * dem, axis=1)  # the exact int_0^inf of the broadened lines
+        acc["fsum_rhs"] += curv @ f
+
+
+def _f_sum_rules(omega: np.ndarray, chi: dict, acc: dict, vol: float, nk: int, components) -> dict:
+    """Per diagonal component: the f-sum over all transitions against the expected (the occupied bands' inverse
+    effective masses), the part inside the omega window, and n_eff; valid for insulators."""
+    # hbar^2 / m_e = 7.619964 eV Angstrom^2: n_eff = (2 m eps0 V / (pi e^2 hbar^2)) int E Im chi dE
+    rhs = np.pi * E2_OVER_EPS0 / (vol * nk) * acc["fsum_rhs"]
+    lhs_all = 2 * E2_OVER_EPS0 / (vol * nk) * np.pi * acc["fsum_lhs"]
+    rules = {}
+    for c in components:
+        if c[0] != c[1]:
+            continue
+        a = AXES.index(c[0])
+        window = float(np.trapezoid(omega * chi[c].imag, omega))
+        rules[c] = {"all_transitions_eV": float(lhs_all[a]), "expected_eV": float(rhs[a]),
+                    "relative_error": float(abs(lhs_all[a] - rhs[a]) / abs(rhs[a])) if rhs[a] else None,
+                    "in_window_eV": window, "fraction_in_window": float(window / lhs_all[a]) if lhs_all[a] else None,
+                    "n_eff": float(2 * vol * lhs_all[a] / (np.pi * E2_OVER_EPS0 * 7.619964)),
+                    "valid": acc["gapped"]}
+    return rules
 
 
 def kramers_kronig_real(omega: np.ndarray, im: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
