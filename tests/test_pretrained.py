@@ -109,6 +109,11 @@ def test_shipped_model_predicts_silicon(cp2k, tmp_path, capsys):
     assert (out / "bands.png").stat().st_size > 10_000
     info = json.loads((out / "info.json").read_text())
     assert info["uniham"]["shipped_model"]["name"] == pre.resolve(None)[1]["name"]
+    # `uniham info` says where it came from and, with --gap, its gap
+    capsys.readouterr()
+    assert main(["info", str(out), "--gap"]) == 0
+    text = capsys.readouterr().out
+    assert f"model {pre.resolve(None)[1]['name']} (H0 + ΔH" in text and "band gap" in text
 
 
 def test_python_api_predicts_with_the_shipped_model_by_default(cp2k):
