@@ -233,7 +233,7 @@ def add_parsers(sub) -> None:
                    help="local single-threaded workers (default: one per core)")
     x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
-    x.add_argument("--limit", type=bounded(int, 1), help="submit at most this many new structures")
+    x.add_argument("--limit", type=bounded(int, 0), help="submit at most this many new structures (0: plan and record only)")
     x.add_argument("--plan", help="structures from `uniham dataset plan RECIPE -o FILE` (no planning here)")
     x.add_argument("--part", help="I/N: only every N-th planned structure, starting at the I-th "
                                   "(N machines, N folders, then `uniham dataset merge`)")
@@ -252,7 +252,7 @@ def add_parsers(sub) -> None:
                    help="local worker processes, one single-threaded CP2K each")
     x.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. from dask-jobqueue)")
     x.add_argument("--hours", type=bounded(float, 0, strict=True), help="wall-clock budget: hand out no new structure after it")
-    x.add_argument("--limit", type=bounded(int, 1), help="submit at most this many new structures")
+    x.add_argument("--limit", type=bounded(int, 0), help="submit at most this many new structures (0: plan and record only)")
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
     x.set_defaults(func=cmd_dataset_zeroth)
 
