@@ -5,6 +5,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `-n 2` (pyproject's addopts): one thread per worker, or two workers on two cores fight over four threads
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def _realdata() -> Path | None:
     env = os.environ.get("UNIHAM_REALDATA")
