@@ -12,6 +12,7 @@ in flight on every worker, packs what has finished, and exits; the next build re
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -304,76 +305,28 @@ def run_tasks(store: DatasetStore, tasks, n_tasks: int, workers: int = 2, schedu
     worker thread are in flight; after ``hours`` none is handed out (those in flight finish). SIGINT/SIGTERM
     kill the CP2K runs in flight, pack what finished and re-raise :class:`KeyboardInterrupt`. Returns counts:
     started, done, failed, interrupted, not_started, wall_h, per_hour."""
-    from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
 
-    summary = {"started": 0, "done": 0, "failed": 0}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        _set_dask_log_level(logging.ERROR)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               memory_limit=0, silence_logs=logging.ERROR)
-        client = Client(cluster)
-    run_token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # which invocation computed a structure
-    t_end = time.time() + 3600 * hours if hours is not None else None
-    pending = iter(tasks)
-    queue = as_completed(loop=client.loop)
-
-    def window() -> int:  # two structures per worker thread in flight (workers may join a remote scheduler)
-        return 2 * (max(1, sum(client.nthreads().values())) if scheduler else workers)
-
-    def refill(first: bool = False) -> None:
-        while queue.count() < window():
-            if not first and t_end is not None and time.time() > t_end:
-                return
-            task = next(pending, None)
-            if task is None:
-                return
-            key, fn, args = task
-            queue.add(client.submit(fn, *args, key=key, pure=False))
-            summary["started"] += 1
-
     t_start = time.time()
-    bar = tqdm(total=n_tasks, desc=f"{desc} ({workers if not scheduler else 'remote'} workers)", unit="structure",
-               disable=not progress, smoothing=0.05)
-    old_term = None
-    if threading.current_thread() is threading.main_thread():  # SIGTERM (scancel, a time limit) stops it like ^C
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        refill(first=True)
-        for fut in queue:
-            res = fut.result()
-            if res.get("interrupted"):
-                summary["interrupted"] = summary.get("interrupted", 0) + 1
-            else:
-                res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                store.stage(res)
-                summary["done" if res["ok"] else "failed"] += 1
-                bar.set_postfix(done=summary["done"], failed=summary["failed"])
-                store.consolidate()
-            bar.update(1)
-            refill()
-        store.consolidate(force=True)
-    except KeyboardInterrupt:
-        if old_term is not None:  # a second SIGTERM must not cut the clean-up short
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        killed = _stop_workers_cp2k(client)
-        store.consolidate(force=True)
-        log.warning("stopped: %d structures done this run and packed, %d CP2K runs in flight killed "
-                    "(the next run redoes them)", summary["done"] + summary["failed"], killed)
-        raise
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        bar.close()
-        if cluster is not None:
-            _quiet_local_workers(client)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with _dask_client(workers, scheduler) as client:
+        feed = _TaskFeed(client, tasks, workers if not scheduler else None, hours)
+        bar = tqdm(total=n_tasks, desc=f"{desc} ({workers if not scheduler else 'remote'} workers)",
+                   unit="structure", disable=not progress, smoothing=0.05)
+        with _sigterm_as_interrupt() as main_thread:
+            try:
+                _stage_as_completed(store, feed, bar)
+            except KeyboardInterrupt:
+                if main_thread:  # a second SIGTERM must not cut the clean-up short
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                killed = _stop_workers_cp2k(client)
+                store.consolidate(force=True)
+                log.warning("stopped: %d structures done this run and packed, %d CP2K runs in flight killed "
+                            "(the next run redoes them)", feed.summary["done"] + feed.summary["failed"], killed)
+                raise
+            finally:
+                bar.close()
+    summary = feed.summary
     summary["not_started"] = n_tasks - summary["started"]
     # throughput of this run, packing included: what `--hours` budgets on this machine or cluster
     summary["wall_h"] = round((time.time() - t_start) / 3600, 4)
@@ -382,6 +335,96 @@ def run_tasks(store: DatasetStore, tasks, n_tasks: int, workers: int = 2, schedu
         log.warning("time budget of %g h reached: %d structures not started (the next run does them)",
                     hours, summary["not_started"])
     return summary
+
+
+def _stage_as_completed(store: DatasetStore, feed: _TaskFeed, bar) -> None:
+    """Stage each result as its task completes (and pack the store when it is due), keeping the feed full."""
+    run_token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # which invocation computed a structure
+    summary = feed.summary
+    feed.refill(first=True)
+    for fut in feed.queue:
+        res = fut.result()
+        if res.get("interrupted"):
+            summary["interrupted"] = summary.get("interrupted", 0) + 1
+        else:
+            res["record"] |= {"run": run_token, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            store.stage(res)
+            summary["done" if res["ok"] else "failed"] += 1
+            bar.set_postfix(done=summary["done"], failed=summary["failed"])
+            store.consolidate()
+        bar.update(1)
+        feed.refill()
+    store.consolidate(force=True)
+
+
+class _TaskFeed:
+    """Hands tasks to Dask two per worker thread at a time, and none after the time budget (``hours``).
+
+    ``workers`` is the local cluster's size, or None on a remote scheduler (whose workers may come and go:
+    the window follows ``client.nthreads()``). ``summary`` counts started/done/failed/interrupted."""
+
+    def __init__(self, client, tasks, workers: int | None, hours: float | None):
+        from dask.distributed import as_completed
+
+        self.client, self.workers, self.pending = client, workers, iter(tasks)
+        self.t_end = time.time() + 3600 * hours if hours is not None else None
+        self.queue = as_completed(loop=client.loop)
+        self.summary = {"started": 0, "done": 0, "failed": 0}
+
+    def window(self) -> int:
+        threads = self.workers if self.workers is not None else sum(self.client.nthreads().values())
+        return 2 * max(1, threads)
+
+    def refill(self, first: bool = False) -> None:
+        """Submit tasks until the window is full (after the time budget only when ``first``)."""
+        while self.queue.count() < self.window():
+            if not first and self.t_end is not None and time.time() > self.t_end:
+                return
+            task = next(self.pending, None)
+            if task is None:
+                return
+            key, fn, args = task
+            self.queue.add(self.client.submit(fn, *args, key=key, pure=False))
+            self.summary["started"] += 1
+
+
+@contextlib.contextmanager
+def _dask_client(workers: int, scheduler: str | None):
+    """A client of the running ``scheduler``, or of a quiet LocalCluster of ``workers`` single-threaded
+    processes that is shut down on exit."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    _set_dask_log_level(logging.ERROR)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           memory_limit=0, silence_logs=logging.ERROR)
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        _quiet_local_workers(client)
+        client.close()
+        cluster.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (scancel, a batch time limit, ``kill``) raises KeyboardInterrupt like ^C, in the main thread
+    (yields whether it is that thread); the previous handler comes back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield True
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _set_dask_log_level(level: int) -> None:
