@@ -564,10 +564,25 @@ def _steps(run: _Run, ddp_model, train_set, world: int, rank: int, progress: boo
 def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, rank: int, device) -> tuple:
     """Samples, model and split bookkeeping of a run from its [data] paths (through OUT/samples.pt, built
     once): (train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg)."""
-    from uniham.data.build import split_group, split_ids
-    from uniham.model.data import discover, layout_for, load_sample_cache, load_samples, save_sample_cache
+    items = _data_items(cfg["data"])
+    target = learning_target(items)
+    if cfg.get("model", {}).get("prior") and target["kind"] != "delta_h0":
+        raise UnihamError("[model] prior = true needs ΔH data (`uniham dataset zeroth` stores)")
+    by_id = {it.id: it for it in items}
+    splits, split_rule, prev = _run_splits(items, cfg["data"], out, resume, device)
+    # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
+    split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
+    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
+    _check_stored_range(items, mcfg)
+    train_set, val_set, model, family = _samples_and_model(cfg, mcfg, items, splits, out, progress and rank == 0,
+                                                           rank == 0, device)
+    return train_set, val_set, model, model.layout, family, target, splits, split_keys, split_rule, prev, mcfg
 
-    t, dcfg = cfg["train"], cfg["data"]
+
+def _data_items(dcfg: dict) -> list:
+    """The structures of [data] ``paths`` (only those of ``restrict_to`` stores, the first ``max_structures``)."""
+    from uniham.model.data import discover
+
     items = discover(dcfg["paths"])
     if dcfg["restrict_to"]:
         from uniham.data.store import DatasetStore
@@ -578,9 +593,14 @@ def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, 
         items = items[:dcfg["max_structures"]]
     if len(items) < 1:
         raise UnihamError("no structures found in [data] paths")
-    target = learning_target(items)
-    if cfg.get("model", {}).get("prior") and target["kind"] != "delta_h0":
-        raise UnihamError("[model] prior = true needs ΔH data (`uniham dataset zeroth` stores)")
+    return items
+
+
+def _run_splits(items: list, dcfg: dict, out: Path, resume: bool, device) -> tuple[dict, dict | None, dict | None]:
+    """(splits, split_rule, previous checkpoint or None): the [data] split of ``items`` by ``split_by``, cut to
+    ``train_fraction``; under ``--resume`` the run's own splits, which never change under it."""
+    from uniham.data.build import split_group, split_ids
+
     groups = {it.id: split_group(it.key, it.record, dcfg["split_by"]) for it in items}
     splits = split_ids([it.id for it in items], tuple(dcfg["fractions"]), dcfg["seed"], groups, set(dcfg["holdout"]))
     if not splits["train"]:
@@ -589,59 +609,66 @@ def _database_training_data(cfg: dict, out: Path, resume: bool, progress: bool, 
         keep = np.random.default_rng(dcfg["seed"]).permutation(len(splits["train"]))
         keep = keep[:max(1, int(round(dcfg["train_fraction"] * len(splits["train"]))))]
         splits["train"] = sorted(splits["train"][i] for i in keep)
-    by_id = {it.id: it for it in items}
     # the rule `uniham evaluate --split` applies to other folders (None: checkpoints of uniham before 2026-11-27)
     split_rule = {k: dcfg[k] for k in ("fractions", "seed", "split_by", "holdout")}
     prev = load_checkpoint(out / "checkpoint.pt", device) if resume and (out / "checkpoint.pt").exists() else None
-    if prev is not None:  # a run's splits never change under it
-        if prev["splits"] != splits:
-            missing = sorted(set().union(*map(set, prev["splits"].values())) - set(by_id))
-            if missing:
-                raise UnihamError(f"--resume: {len(missing)} structures of the run's splits are not in [data] paths "
-                                  f"(e.g. {missing[0]})")
-            log.warning("--resume keeps the run's own splits (today's data and [data] options split differently)")
-            splits, split_rule = prev["splits"], prev.get("split_rule")
-    # what `uniham evaluate --split` needs to pick the same split out of other folders (a subset's full store)
-    split_keys = {name: sorted(by_id[i].key for i in ids) for name, ids in splits.items()}
-    mcfg = ModelConfig.from_dict(cfg.get("model", {}))
-    _check_stored_range(items, mcfg)
+    if prev is not None and prev["splits"] != splits:
+        missing = sorted(set().union(*map(set, prev["splits"].values())) - {it.id for it in items})
+        if missing:
+            raise UnihamError(f"--resume: {len(missing)} structures of the run's splits are not in [data] paths "
+                              f"(e.g. {missing[0]})")
+        log.warning("--resume keeps the run's own splits (today's data and [data] options split differently)")
+        splits, split_rule = prev["splits"], prev.get("split_rule")
+    return splits, split_rule, prev
+
+
+def _sample_cache_keys(cfg: dict, mcfg: ModelConfig, splits: dict, need_s: bool) -> list[str]:
+    """Keys under which OUT/samples.pt serves this run, the one to write last (a cache holding S serves runs
+    that need it and runs that do not)."""
     key = [splits["train"], splits["validation"], mcfg.cutoff, cfg.get("model", {}).get("layout")]
     if mcfg.prior:  # (caches without H0 features keep their key)
         key.append("H0 features")
-    if t["band_weight"] > 0:
+    if cfg["train"]["band_weight"] > 0:
         key.append("band eigenvectors")
     if mcfg.range_eps > 0:  # (fixed-cutoff caches keep their key)
         key.append(mcfg.range_eps)
-    # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
-    # it (no overlap integrals for dataset stores, half the cache); a cache holding S serves both
-    need_s = t["gauge"] == "free" or t["overlap_weight"] > 0
     keys = [hashlib.sha256(json.dumps(key).encode()).hexdigest()]
     if not need_s:
         keys.insert(0, hashlib.sha256(json.dumps(key + ["without S"]).encode()).hexdigest())
-    cache_key = keys[0]
+    return keys
+
+
+def _samples_and_model(cfg: dict, mcfg: ModelConfig, items: list, splits: dict, out: Path, progress: bool,
+                       write_cache: bool, device) -> tuple:
+    """(train_set, val_set, model, basis family): the graphs and targets of the training and validation splits
+    from OUT/samples.pt when its key matches, else built (and cached) for a freshly built model's edges."""
+    from uniham.model.data import layout_for, load_sample_cache, load_samples, save_sample_cache
+
+    t = cfg["train"]
+    # S enters training only through the "free" gauge and overlap-weighted losses: otherwise samples go without
+    # it (no overlap integrals for dataset stores, half the cache)
+    need_s = t["gauge"] == "free" or t["overlap_weight"] > 0
+    keys = _sample_cache_keys(cfg, mcfg, splits, need_s)
     cached = load_sample_cache(out / "samples.pt", keys)
     if cached is not None:
-        (sets, meta) = cached
-        train_set, val_set, family = sets["train"], sets["validation"], meta["basis_family"]
+        sets, meta = cached
         mcfg.layout = [tuple(x) for x in meta["layout"]]
-        model = build_model(mcfg, family).to(device)
-        layout = model.layout
         log.info("graphs and targets from the cache %s", out / "samples.pt")
-    else:
-        if "layout" not in cfg.get("model", {}):
-            mcfg.layout = layout_for(items).counts
-        family = _basis_family(items)
-        model = build_model(mcfg, family).to(device)
-        layout, edges = model.layout, model.edge_range()
-        train_set = load_samples([by_id[i] for i in splits["train"]], edges, layout, progress and rank == 0,
-                                 with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
-        val_set = load_samples([by_id[i] for i in splits["validation"]], edges, layout, progress and rank == 0,
+        return sets["train"], sets["validation"], build_model(mcfg, meta["basis_family"]).to(device), \
+            meta["basis_family"]
+    if "layout" not in cfg.get("model", {}):
+        mcfg.layout = layout_for(items).counts
+    family = _basis_family(items)
+    model = build_model(mcfg, family).to(device)
+    by_id = {it.id: it for it in items}
+    sets = {name: load_samples([by_id[i] for i in splits[name]], model.edge_range(), model.layout, progress,
                                with_overlap=need_s, prior=mcfg.prior, band=t["band_weight"] > 0)
-        if rank == 0:
-            save_sample_cache(out / "samples.pt", cache_key, {"train": train_set, "validation": val_set},
-                              {"layout": [list(x) for x in layout.counts], "basis_family": family,
-                               "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
-    return train_set, val_set, model, layout, family, target, splits, split_keys, split_rule, prev, mcfg
+            for name in ("train", "validation")}
+    if write_cache:
+        save_sample_cache(out / "samples.pt", keys[0], sets,
+                          {"layout": [list(x) for x in model.layout.counts], "basis_family": family,
+                           "cutoff": mcfg.cutoff, "range_eps": mcfg.range_eps, "overlap": need_s})
+    return sets["train"], sets["validation"], model, family
 
 
 def _check_stored_range(items, mcfg: ModelConfig) -> None:
