@@ -220,6 +220,12 @@ def cmd_dataset_split(args) -> None:
 def add_parsers(sub) -> None:
     ds = sub.add_parser("dataset", help="build and inspect DFT databases (recipes, Dask, shards)")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
+    _add_dft_parsers(dsub)
+    _add_store_parsers(dsub)
+
+
+def _add_dft_parsers(dsub) -> None:
+    """plan, build and zeroth: the subcommands that plan or run DFT."""
     x = dsub.add_parser("plan", help="list the structures of a recipe (no DFT)")
     x.add_argument("recipe")
     x.add_argument("-o", "--output", help="write every structure with its source as JSON")
@@ -256,6 +262,9 @@ def add_parsers(sub) -> None:
     x.add_argument("--retry-failed", action="store_true", help="run recorded failures again")
     x.set_defaults(func=cmd_dataset_zeroth)
 
+
+def _add_store_parsers(dsub) -> None:
+    """merge, subset, info, repair, export, remove, repack and split: the subcommands on finished stores."""
     x = dsub.add_parser("merge", help="take the structures of other folders built from the same recipe")
     x.add_argument("dir", help="dataset folder to merge into (created if missing)")
     x.add_argument("others", nargs="+", help="dataset folders built from the same recipe (e.g. with --part)")
