@@ -3,6 +3,7 @@ time budget, commit the better weights, the learning curve and the compute tally
 
     python scripts/campaign.py run CAMPAIGN [--hours H] [--threads N] [--device cpu|cuda] [--note TEXT]
     python scripts/campaign.py status CAMPAIGN
+    python scripts/campaign.py soup CAMPAIGN --stretches 2 4 -o OUT.pt   # the mean of those stretches' weights
 
 CAMPAIGN is a folder in the repository holding
 
@@ -178,6 +179,52 @@ def adopt(camp: Path, local: Path, threads: int, commit: str, note: str) -> dict
                                      "warm_start": False, "note": note})
 
 
+def stretch_weights(camp: Path, stretch: int) -> tuple[str, bytes]:
+    """(commit, file bytes) of the weights a stretch left: the version of CAMPAIGN/weights.pt in the git history
+    whose sha256 is the one state.json recorded for it (a stretch that kept no weights has none)."""
+    entry = next((e for e in _state(camp)["stretches"] if e["stretch"] == stretch), None)
+    if entry is None or not entry.get("weights_sha256") or not entry.get("kept", True):
+        raise SystemExit(f"campaign: stretch {stretch} of {camp} recorded no weights of its own")
+    path = (camp / "weights.pt").resolve()
+    root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                               cwd=path.parent).stdout.strip())
+    rel = path.relative_to(root).as_posix()
+    revs = subprocess.run(["git", "log", "--format=%h", "--", rel], capture_output=True, text=True, cwd=root).stdout.split()
+    for rev in revs:
+        blob = subprocess.run(["git", "show", f"{rev}:{rel}"], capture_output=True, cwd=root).stdout
+        if hashlib.sha256(blob).hexdigest() == entry["weights_sha256"]:
+            return rev, blob
+    if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["weights_sha256"]:
+        return "uncommitted", path.read_bytes()
+    raise SystemExit(f"campaign: the weights of stretch {stretch} (sha256 {entry['weights_sha256'][:12]}…) are not in "
+                     f"the history of {rel}")
+
+
+def soup(camp: Path, stretches: list[int], out: Path) -> dict:
+    """The mean of the weights of ``stretches`` (a model soup, :func:`uniham.model.checkpoint.average_weights`),
+    written to ``out`` with its members: {stretch, commit, sha256} each, found by :func:`stretch_weights`."""
+    import io
+
+    import torch
+
+    from uniham.model.checkpoint import average_weights, check_checkpoint, save_checkpoint
+
+    members, cks = [], []
+    for n in stretches:
+        rev, blob = stretch_weights(camp, n)
+        ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        check_checkpoint(ck, f"stretch {n} ({rev})")
+        members.append({"stretch": n, "commit": rev, "sha256": hashlib.sha256(blob).hexdigest()})
+        cks.append(ck)
+    avg = average_weights(cks, [f"{camp.name} stretch {m['stretch']} ({m['commit']})" for m in members])
+    avg["soup"] = {"campaign": camp.as_posix(), "members": members,
+                   "reproduce": f"python scripts/campaign.py soup {camp.as_posix()} --stretches "
+                                f"{' '.join(map(str, stretches))} -o {out.as_posix()}"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, avg)
+    return {"out": str(out), "members": members, "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+
+
 def plot(camp: Path) -> None:
     import matplotlib
 
@@ -230,6 +277,10 @@ def main() -> int:
     a.add_argument("--note", default="")
     s = sub.add_parser("status")
     s.add_argument("campaign")
+    m = sub.add_parser("soup", help="average the weights of several stretches (found in the git history) into one file")
+    m.add_argument("campaign")
+    m.add_argument("--stretches", type=int, nargs="+", required=True)
+    m.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
     camp = Path(args.campaign)
     if not (camp / "config.toml").exists():
@@ -237,6 +288,15 @@ def main() -> int:
         return 2
     if args.cmd == "status":
         print(json.dumps(_state(camp), indent=1))
+        return 0
+    if args.cmd == "soup":
+        from uniham.errors import UnihamError
+
+        try:
+            print(json.dumps(soup(camp, args.stretches, args.out)))
+        except UnihamError as exc:
+            print(f"campaign: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.cmd == "adopt":
         print(json.dumps(adopt(camp, Path(args.run), args.threads, args.from_commit, args.note)))

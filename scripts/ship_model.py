@@ -50,10 +50,11 @@ def _manifest_summary(store: Path) -> dict:
             "failures": len(m.get("failures", {})), "first_dft": next(iter(recs.values()), {}).get("dft")}
 
 
-def evaluate_campaign(camp: Path, data: Path, report: Path | None = None, split: str = "test") -> dict:
+def evaluate_campaign(camp: Path, data: Path, report: Path | None = None, split: str = "test",
+                      weights: Path | None = None) -> dict:
     from uniham.model.evaluate import evaluate
 
-    return evaluate(camp / "weights.pt", [data], n_bands=0, split=split, report=report)
+    return evaluate(weights or camp / "weights.pt", [data], n_bands=0, split=split, report=report)
 
 
 def _worse_than_h0(res: dict, n_worst: int = 5) -> list[str]:
@@ -73,12 +74,12 @@ def _worse_than_h0(res: dict, n_worst: int = 5) -> list[str]:
 
 
 def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_camp: Path | None, status: str,
-         report: Path | None) -> dict:
+         report: Path | None, weights: Path | None = None) -> dict:
     import torch
 
     from uniham.model.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(camp / "weights.pt")
+    ck = load_checkpoint(weights or camp / "weights.pt")
     from ase.data import chemical_symbols
 
     n_params = sum(v.numel() for v in ck["state_dict"].values())
@@ -104,7 +105,10 @@ def card(name: str, camp: Path, data: Path, res: dict, base: dict | None, base_c
         "training": {"campaign": _rel(camp), "stretches": len(state["stretches"]),
                      "totals": state["totals"], "best_val_mae_meV": state["best_val_mae_meV"],
                      "reproduce": f"python scripts/campaign.py run {_rel(camp)} --hours H --threads 1 "
-                                  f"(stretch by stretch, as recorded in {_rel(camp)}/state.json)"},
+                                  f"(stretch by stretch, as recorded in {_rel(camp)}/state.json)"
+                                  + (f", then `{ck['soup']['reproduce']}` (the mean of those stretches' weights)"
+                                     if ck.get("soup") else ""),
+                     "soup": ck.get("soup")},
         "split": res.get("split"),
         "test": {k: res.get(k) for k in ("n_structures", "mae_meV", "mae_per_element_meV", "mae_per_orbital_pair_meV",
                                          "mae_by_distance_meV", "band_metric", "h0_alone_band_metric",
@@ -202,6 +206,8 @@ def main() -> int:
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--baseline", type=Path)
     ap.add_argument("--baseline-data", type=Path)
+    ap.add_argument("--weights", type=Path, help="the weights to ship (default CAMPAIGN/weights.pt; e.g. a soup of its "
+                                                 "stretches by `scripts/campaign.py soup`)")
     ap.add_argument("--candidate-json", type=Path, help="this campaign's evaluation JSON instead of evaluating here")
     ap.add_argument("--timing", type=Path, help="bench/predict_vs_scf.py's JSON, quoted in the card")
     ap.add_argument("--baseline-json", type=Path, help="the baseline's evaluation JSON instead of evaluating it here")
@@ -219,7 +225,8 @@ def main() -> int:
     camp = a.campaign.resolve()
     report = a.report.resolve() if a.report else None
     # the candidate's `uniham evaluate --split test --json [--report]` of its weights, or evaluated here
-    res = json.loads(a.candidate_json.read_text()) if a.candidate_json else evaluate_campaign(camp, a.data, report, a.split)
+    res = json.loads(a.candidate_json.read_text()) if a.candidate_json else evaluate_campaign(camp, a.data, report, a.split,
+                                                                                             a.weights)
     if a.baseline_json:  # the baseline's `uniham evaluate --split test --json` (e.g. run beside this one)
         base = json.loads(a.baseline_json.read_text())
     else:
@@ -231,8 +238,9 @@ def main() -> int:
     pre = a.into.resolve()
     pre.mkdir(parents=True, exist_ok=True)
     dst = pre / f"{a.name}.pt"
-    shutil.copyfile(camp / "weights.pt", dst)
-    c = card(a.name, camp, a.data.resolve(), res, base, a.baseline.resolve() if a.baseline else None, status, report)
+    shutil.copyfile(a.weights or camp / "weights.pt", dst)
+    c = card(a.name, camp, a.data.resolve(), res, base, a.baseline.resolve() if a.baseline else None, status, report,
+             a.weights)
     if a.timing:
         t = json.loads(a.timing.read_text())
         c["prediction_vs_scf"] = {"source": _rel(a.timing), "commit": t.get("commit"), "machine": t.get("machine"),

@@ -377,3 +377,46 @@ def test_gpu_stretch_packs_a_slice_and_trains_from_it_alone(si_dock, tmp_path):
     p = subprocess.run([sys.executable, str(scripts / "gpu_stretch.py"), "run", str(camp), "--minutes", "0.1",
                         "--device", "cpu"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_soup_of_campaign_stretches_from_the_git_history(si_dock, tmp_path):
+    """scripts/campaign.py soup: the stretches' weights are found in git by the sha256 state.json recorded, their
+    mean is written (every tensor the average of the members'), predicts, and records its members; weights of
+    another architecture are refused in one line."""
+    import hashlib
+
+    from uniham.errors import UnihamError
+    from uniham.model.checkpoint import average_weights
+
+    for name, steps in (("m1", 3), ("m2", 6)):
+        assert main(["train", str(_config(tmp_path, si_dock, name, steps))]) == 0
+    repo, git = tmp_path / "repo", ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    camp = repo / "camp"
+    camp.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (camp / "config.toml").write_text("")
+    stretches = []
+    for n, name in enumerate(("m1", "m2"), 1):
+        blob = (tmp_path / name / "best.pt").read_bytes()
+        (camp / "weights.pt").write_bytes(blob)
+        stretches.append({"stretch": n, "kept": True, "weights_sha256": hashlib.sha256(blob).hexdigest()})
+        (camp / "state.json").write_text(json.dumps({"stretches": stretches, "totals": {}, "best_val_mae_meV": None}))
+        subprocess.run([*git, "-C", str(repo), "add", "-A"], check=True)
+        subprocess.run([*git, "-C", str(repo), "commit", "-qm", f"stretch {n}"], check=True)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "campaign.py"
+    p = subprocess.run([sys.executable, str(script), "soup", str(camp), "--stretches", "1", "2", "-o",
+                        str(tmp_path / "soup.pt")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    soup = torch.load(tmp_path / "soup.pt", weights_only=True)
+    a, b = (torch.load(tmp_path / n / "best.pt", weights_only=True) for n in ("m1", "m2"))
+    part = "ema_state_dict" if a.get("ema_state_dict") else "state_dict"
+    diff = [k for k in a[part] if a[part][k].is_floating_point() and not torch.equal(a[part][k], b[part][k])]
+    assert diff  # the two members differ, so the mean is a test
+    for k in diff:
+        assert torch.allclose(soup[part][k], (a[part][k].double() + b[part][k].double()).div(2).float(), atol=1e-7)
+    assert [m["stretch"] for m in soup["soup"]["members"]] == [1, 2] and soup.get("optimizer") is None
+    assert main(["predict", str(si_dock / "POSCAR"), "--model", str(tmp_path / "soup.pt"), "-o", str(tmp_path / "p")]) == 0
+    assert main(["train", str(_config(tmp_path, si_dock, "wide", 2, model={"channels": 16}))]) == 0
+    wide = torch.load(tmp_path / "wide" / "best.pt", weights_only=True)
+    with pytest.raises(UnihamError, match="model_config differs"):
+        average_weights([a, wide], ["m1", "wide"])

@@ -153,3 +153,35 @@ def model_from_checkpoint(ckpt: dict, ema: bool = True, path="checkpoint"):
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise UnihamError(f"{path}: checkpoint weights contain NaN/inf ({k})")
     return model
+
+
+def average_weights(checkpoints: list[dict], names: list[str] | None = None) -> dict:
+    """A checkpoint whose weights are the mean of ``checkpoints``' (a "model soup": states of one training lineage,
+    e.g. a campaign's stretches, which sit in one basin of the loss, so their mean is a model too and often a
+    better one). They must share architecture, layout, basis, target and tensor names and shapes (one line
+    naming the first difference); state_dict and ema_state_dict are averaged in float64 and stored in their own
+    dtype. Everything else but optimizer and RNG state is the last checkpoint's; ``averaged_from`` records
+    ``names`` (or member indices)."""
+    if not checkpoints:
+        raise UnihamError("no checkpoints to average")
+    names = names or [f"checkpoint {i}" for i in range(len(checkpoints))]
+    last = checkpoints[-1]
+    for ck, name in zip(checkpoints, names):
+        for what, a, b in (("model_config", checkpoint_config(ck), checkpoint_config(last)),
+                           ("layout", ck.get("layout"), last.get("layout")),
+                           ("basis_family", ck.get("basis_family"), last.get("basis_family")),
+                           ("target", ck.get("target"), last.get("target"))):
+            if a != b:
+                raise UnihamError(f"{name}: its {what} differs from {names[-1]}'s: only one architecture averages")
+    out = {k: v for k, v in last.items() if k not in ("weights_sha256", "optimizer", "rng")}  # weights, not a run
+    for part in ("state_dict", "ema_state_dict"):
+        sds = [ck.get(part) for ck in checkpoints]
+        if all(sd is None for sd in sds):
+            continue
+        for sd, name in zip(sds, names):
+            if sd is None or set(sd) != set(sds[-1]) or any(sd[k].shape != sds[-1][k].shape for k in sd):
+                raise UnihamError(f"{name}: its {part} tensors differ from {names[-1]}'s in names or shapes")
+        out[part] = {k: (sum(sd[k].double() for sd in sds) / len(sds)).to(sds[-1][k].dtype)
+                     if sds[-1][k].is_floating_point() else sds[-1][k].clone() for k in sds[-1]}
+    out["averaged_from"] = list(names)
+    return out
