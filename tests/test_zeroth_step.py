@@ -27,10 +27,10 @@ TINY = Path(__file__).parent / "data" / "tiny_recipe.toml"
 CELLS = {"Si": lambda: bulk("Si", "diamond", a=5.431), "NaCl": lambda: bulk("NaCl", "rocksalt", a=5.64)}
 
 
-def _cp2k_max_scf_1(scf_input: str, workdir: Path, box) -> dict:
-    """CP2K run on the SCF's own input with only MAX_SCF set to 1 -> {key: block (eV)} in uniham's labels."""
+def _cp2k_max_scf_1(scf_input: str, workdir: Path, box, n: int = 1) -> dict:
+    """CP2K run on the SCF's own input with only MAX_SCF set to ``n`` -> {key: block (eV)} in uniham's labels."""
     workdir.mkdir()
-    (workdir / "uniham.inp").write_text(re.sub(r"MAX_SCF \d+", "MAX_SCF 1", scf_input))
+    (workdir / "uniham.inp").write_text(re.sub(r"MAX_SCF \d+", f"MAX_SCF {n}", scf_input))
     subprocess.run([ce.find_cp2k(), "-i", "uniham.inp", "-o", "uniham.out"], cwd=workdir, check=True,
                    env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, capture_output=True)
     text = (workdir / "uniham.out").read_text()
@@ -54,6 +54,23 @@ def test_zeroth_step_is_cp2k_max_scf_1_of_the_scf_input(cp2k, tmp_path, name):
     dscf = max(np.abs(h0.H[k] - scf.H[k]).max() for k in h0.H if k in scf.H)
     assert dscf > 0.01, "H0 equals the SCF's H: not the zeroth step"
     assert h0.hermiticity_error("H") < 1e-9
+
+
+def test_scf_steps_is_cp2k_max_scf_2_of_the_scf_input(cp2k, tmp_path):
+    """``scf_steps=2`` (H after one density update, bench/first_step_prior.py) is CP2K's own MAX_SCF 2 Kohn-Sham
+    matrix of the SCF's input (atomic guess, the SCF's k-mesh and mixing), entrywise; it is neither H0 nor the SCF's H,
+    and it lies closer to the SCF's H than H0 does."""
+    kw = dict(basis="SZV-MOLOPT-SR-GTH", ecut=300, eps_default=1e-10, kmesh=(3, 3, 3))
+    scf = run_dft(CELLS["NaCl"](), Cp2kSettings(workdir=str(tmp_path / "scf"), **kw))
+    ref = _cp2k_max_scf_1((tmp_path / "scf" / "uniham.inp").read_text(), tmp_path / "ref", scf.atoms, n=2)
+    h1 = run_dft(CELLS["NaCl"](), Cp2kSettings(scf_steps=2, n_check_kpoints=0, **kw))
+    h0 = run_dft(CELLS["NaCl"](), Cp2kSettings(zeroth_step=True, **kw))
+    assert h1.provenance["scf"]["cycles"] == 2 and h1.provenance["scf"]["converged"] is None
+    assert np.isnan(h1.fermi_level) and "not converged" in h1.provenance["hamiltonian"]
+    assert 1e3 * max(np.abs(h1.H[k] - ref[k]).max() for k in h1.H) < 1e-3
+    dist = {name: np.mean([np.abs(h.H[k] - scf.H[k]).mean() for k in scf.H if k in h.H]) for name, h in
+            (("h1", h1), ("h0", h0))}
+    assert 1e-5 < dist["h1"] < dist["h0"], dist
 
 
 def test_zeroth_step_cli(cp2k, tmp_path, capsys):

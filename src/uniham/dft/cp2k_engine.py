@@ -84,6 +84,9 @@ class Cp2kSettings:
     seed: int = 0
     workdir: str | None = None  # keep CP2K's files here; None = temporary directory, removed
     zeroth_step: bool = False  # H0: the Kohn-Sham matrix of the superposed atomic densities, no SCF (see run_dft)
+    # > 0: stop after this many SCF iterations from the atomic guess and keep the last Kohn-Sham matrix built
+    # (2: H of the density after one diagonalization of H0 and one mixing step, on the SCF's k-mesh); not converged
+    scf_steps: int = 0
 
 
 def find_cp2k(executable: str | None = None) -> str:
@@ -199,12 +202,12 @@ def _input(box: Atoms, bases: dict[str, Cp2kBasis], s: Cp2kSettings, kmesh, ecut
 def _scf_section(s: Cp2kSettings, n_added: int, cp2k_year: int) -> str:
     """&SCF: Fermi-Dirac smearing at ``s.smearing`` eV, Broyden mixing; one step from the atomic guess for H0."""
     zeroth = ""
-    if s.zeroth_step:
+    if s.zeroth_step or s.scf_steps:
         zeroth = "      SCF_GUESS ATOMIC\n" + ("      IGNORE_CONVERGENCE_FAILURE T\n" if cp2k_year >= 2024 else "")
     kt_kelvin = s.smearing / 8.617333262e-5
     return f"""    &SCF
       EPS_SCF {s.eps_scf:.3E}
-      MAX_SCF {1 if s.zeroth_step else s.max_scf}
+      MAX_SCF {1 if s.zeroth_step else s.scf_steps or s.max_scf}
 {zeroth}      ADDED_MOS {n_added}
       &SMEAR ON
         METHOD FERMI_DIRAC
@@ -421,6 +424,16 @@ def _zeroth_facts(text: str) -> dict:
             "energy_eV": float(energy[-1]) * HARTREE_EV if energy else None, "fermi_eV": None}
 
 
+def _partial_facts(text: str, n: int) -> dict:
+    """What a ``MAX_SCF n`` run from the atomic guess says: n iterations, the last KS matrix built printed."""
+    steps = re.findall(r"^\s+(\d+) \S+/Diag\.", text, re.MULTILINE)
+    if steps[-1:] != [str(n)] or "ATOMIC" not in text.upper():
+        raise UnihamError(f"CP2K did not run exactly {n} SCF iterations from the atomic guess")
+    energy = re.findall(r"Total energy:\s+(-?\d+\.\d+)", text)
+    return {"converged": None, "scf_steps": n, "cycles": n,
+            "energy_eV": float(energy[-1]) * HARTREE_EV if energy else None, "fermi_eV": None}
+
+
 def _scf_facts(text: str, s: Cp2kSettings) -> dict:
     if re.search(r"SCF run NOT converged", text) or not re.search(r"SCF run converged in\s+\d+ steps", text):
         raise UnihamError(f"CP2K SCF did not converge in {s.max_scf} steps (EPS_SCF {s.eps_scf:g}); "
@@ -455,7 +468,7 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     bases = element_bases(symbols, s)
     exe = find_cp2k(s.executable)
     # (the SCF asks after the run: a stopped build must find CP2K itself as the first child, not --version)
-    version = cp2k_version(exe) if s.zeroth_step else None
+    version = cp2k_version(exe) if s.zeroth_step or s.scf_steps else None
     ecut = choose_cutoff(bases, s)
     # the atomic density does not depend on k: H0 of a 1x1x1 mesh (real-space images kept) is that of any mesh
     kmesh = (1, 1, 1) if s.zeroth_step and not s.kmesh else choose_kmesh(box, s)
@@ -473,7 +486,8 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
         text = _run(exe, workdir, s, progress)
         t_run = time.perf_counter() - t0
         version = version or cp2k_version(exe)
-        scf = _zeroth_facts(text) if s.zeroth_step else _scf_facts(text, s)
+        scf = (_zeroth_facts(text) if s.zeroth_step else _partial_facts(text, s.scf_steps) if s.scf_steps
+               else _scf_facts(text, s))
         H = to_uniham_images(read_csr_images(workdir, "KS", _image_table(text, "KS"), ao_atom, offsets), image_shift)
         S = to_uniham_images(read_csr_images(workdir, "S", _image_table(text, " S"), ao_atom, offsets), image_shift)
         band_k, band_e = parse_band_printout(workdir / "check.bs") if len(check_k) else (np.zeros((0, 3)), None)
@@ -481,12 +495,13 @@ def run_dft(atoms: Atoms, settings: Cp2kSettings | None = None, progress: bool =
     H, S = _kept_blocks(H, S, box, obases, s.cutoff)
     basis = {x: bases[x].orbital_basis() for x in dict.fromkeys(symbols)}
     # H0 has no Fermi level of its own (its one diagonalization is at the k of a 1x1x1 mesh): NaN, readers count
-    fermi = scf["fermi_eV"] if scf["fermi_eV"] is not None and not s.zeroth_step else float("nan")
+    fermi = scf["fermi_eV"] if scf["fermi_eV"] is not None and not s.zeroth_step else float("nan")  # (None: steps)
     ham = Hamiltonian(box, basis, H, S, fermi, n_electrons, False)
     check = _check_bands(ham, band_k, band_e, fermi)
     ham.provenance = {
         "engine": "cp2k",
-        "hamiltonian": "zeroth-step H0 (superposed atomic densities, no SCF)" if s.zeroth_step else "SCF",
+        "hamiltonian": "zeroth-step H0 (superposed atomic densities, no SCF)" if s.zeroth_step else
+                       f"after {s.scf_steps} SCF iterations from the atomic guess (not converged)" if s.scf_steps else "SCF",
         "versions": {"cp2k": version, "uniham": uniham.__version__, "numpy": np.__version__},
         "executable": exe,
         "settings": asdict(s) | {"kmesh": list(kmesh), "ecut_Ry": ecut, "added_mos": n_added},
