@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _meta import run_meta  # noqa: E402
+from compare_models import composition  # noqa: E402
 
 
 def sample(items: list, every: int, worst: int, model_rows: dict[str, float]) -> list:
@@ -35,19 +36,19 @@ def sample(items: list, every: int, worst: int, model_rows: dict[str, float]) ->
     if model_rows and worst:
         comp = {}
         for sid, v in model_rows.items():
-            comp.setdefault(sid.rsplit("-", 1)[0], []).append(v)
+            comp.setdefault(composition(sid), []).append(v)
         bad = sorted(comp, key=lambda c: -np.mean(comp[c]))[:worst]
-        picked += [it for it in ideal if it.id.rsplit("-", 1)[0] in bad and it not in picked]
+        picked += [it for it in ideal if composition(it.id) in bad and it not in picked]
     return picked
 
 
-def first_step(item, ref, dft: dict, alpha: float):
-    """(H⁽¹⁾ cut to ref's blocks as a Hamiltonian, CP2K seconds) for a db1_dh item."""
+def first_step(item, scf_record: dict, ref, dft: dict, alpha: float):
+    """(H⁽¹⁾ cut to ref's blocks as a Hamiltonian, CP2K seconds) for a db1_dh item and its SCF's store record."""
     from uniham.dft.cp2k_engine import Cp2kSettings, run_dft
     from uniham.hamiltonian import Hamiltonian
 
-    settings = Cp2kSettings(**(dft | {"basis": item.prior["basis"], "ecut": item.scf_record["dft"]["ecut_Ry"],
-                                      "kmesh": tuple(item.scf_record["dft"]["kmesh"]), "scf_steps": 2,
+    settings = Cp2kSettings(**(dft | {"basis": item.prior["basis"], "ecut": scf_record["dft"]["ecut_Ry"],
+                                      "kmesh": tuple(scf_record["dft"]["kmesh"]), "scf_steps": 2,
                                       "mixing_alpha": alpha, "n_check_kpoints": 0}))
     h1 = run_dft(ref.atoms, settings)
     missing = [k for k in ref.H if k not in h1.H]
@@ -82,16 +83,16 @@ def main(argv=None) -> None:
     dft = dict(load_recipe(Path(a.source) / "recipe.toml").dft)
     rows = []
     for it in tqdm(sample(items, a.every, a.worst, model_rows), desc="H1 by CP2K", unit="structure"):
-        it.scf_record = scf_recs[it.key]
+        scf = scf_recs[it.key]
         inputs = delta_inputs(it)
         ref = inputs[0]
-        row = {"id": it.id, "atoms": len(ref.atoms), "kmesh": it.scf_record["dft"]["kmesh"],
+        row = {"id": it.id, "atoms": len(ref.atoms), "kmesh": scf["dft"]["kmesh"],
                "h0_alone": band_metric(zeroth_step_alone(it, inputs)[1], ref)["band_mae_meV"],
                "model": model_rows.get(it.id), "h0_cp2k_s": it.record.get("cp2k_s"),
-               "scf_wall_s": it.scf_record.get("wall_s"), "scf_cycles": it.scf_record["dft"].get("scf_cycles")}
+               "scf_wall_s": scf.get("wall_s"), "scf_cycles": scf["dft"].get("scf_cycles")}
         for alpha in a.alpha:
             try:
-                h1, t = first_step(it, ref, dft, alpha)
+                h1, t = first_step(it, scf, ref, dft, alpha)
                 row |= {f"h1_alpha={alpha:g}": band_metric(h1, ref)["band_mae_meV"], f"h1_cp2k_s_alpha={alpha:g}": t}
             except Exception as exc:  # noqa: BLE001 - a failed structure is recorded, the sample goes on
                 row[f"h1_alpha={alpha:g}_error"] = str(exc)[:200]

@@ -416,12 +416,11 @@ def _year(version: str) -> int:
 def _zeroth_facts(text: str) -> dict:
     """What a ``MAX_SCF 1`` run says: exactly one SCF iteration (the KS matrix printed is the one built on the
     atomic guess, before any diagonalization changed the density)."""
-    steps = re.findall(r"^\s+(\d+) \S+/Diag\.", text, re.MULTILINE)
-    if steps[-1:] != ["1"] or "ATOMIC" not in text.upper():
-        raise UnihamError("CP2K did not run exactly one SCF iteration from the atomic guess: no zeroth-step H0")
-    energy = re.findall(r"Total energy:\s+(-?\d+\.\d+)", text)
-    return {"converged": None, "zeroth_step": True, "cycles": 1,
-            "energy_eV": float(energy[-1]) * HARTREE_EV if energy else None, "fermi_eV": None}
+    try:
+        facts = _partial_facts(text, 1)
+    except UnihamError:
+        raise UnihamError("CP2K did not run exactly one SCF iteration from the atomic guess: no zeroth-step H0") from None
+    return {"converged": None, "zeroth_step": True, "cycles": 1, "energy_eV": facts["energy_eV"], "fermi_eV": None}
 
 
 def _partial_facts(text: str, n: int) -> dict:
